@@ -1,0 +1,68 @@
+// The immutable, versioned routing table that discovery publishes and the data plane reads.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "discovery/endpoint.h"
+
+namespace pgkeel::discovery {
+
+enum class NodeRole { Unknown, Primary, Replica };
+enum class NodeHealth { Unknown, Healthy, Unhealthy };
+
+const char* toString(NodeRole role);
+const char* toString(NodeHealth health);
+
+struct NodeState {
+  NodeId id = 0;
+  Endpoint endpoint;
+  NodeRole role = NodeRole::Unknown;  // from the last successful probe
+  NodeHealth health = NodeHealth::Unknown;
+  std::uint32_t timeline = 0;
+  std::uint64_t walLsn = 0;                 // replay LSN on replicas, current LSN on a primary
+  std::optional<std::uint64_t> lagBytes;    // replicas: primary LSN - replay LSN
+  std::optional<double> lagSeconds;         // replicas: now() - pg_last_xact_replay_timestamp()
+  std::chrono::system_clock::time_point lastProbe{};  // last probe attempt
+  std::chrono::microseconds probeLatency{0};
+  std::string lastError;  // empty when the last probe succeeded
+  int consecutiveFailures = 0;
+
+  bool healthy() const { return health == NodeHealth::Healthy; }
+};
+
+struct RoutingTable {
+  // Bumped only when something routing depends on changes (members, roles, health, primary).
+  std::uint64_t version = 0;
+  std::chrono::system_clock::time_point changedAt{};
+  std::vector<NodeState> nodes;
+  std::optional<std::size_t> primary;  // index into nodes; set only for a healthy node answering f
+  // Why there is no primary, e.g. "2 nodes answer pg_is_in_recovery() = false on timeline 3".
+  std::string primaryProblem;
+
+  const NodeState* primaryNode() const { return primary ? &nodes[*primary] : nullptr; }
+  const NodeState* find(NodeId id) const;
+  std::vector<const NodeState*> healthyReplicas() const;
+  bool isPrimary(NodeId id) const;
+  bool isHealthyMember(NodeId id) const;  // present in the table and healthy
+};
+
+using RoutingTablePtr = std::shared_ptr<const RoutingTable>;
+
+// One atomic slot holding the current table. Readers never see a half-built table.
+class RoutingTableHandle {
+ public:
+  RoutingTableHandle() : table_(std::make_shared<const RoutingTable>()) {}
+  RoutingTablePtr load() const { return table_.load(std::memory_order_acquire); }
+  void store(RoutingTablePtr table) { table_.store(std::move(table), std::memory_order_release); }
+
+ private:
+  std::atomic<RoutingTablePtr> table_;
+};
+
+}  // namespace pgkeel::discovery

@@ -1,0 +1,190 @@
+// DiscoveryService: the discovery thread; probes candidates each interval and publishes tables.
+#include "discovery/discovery_service.h"
+
+#include <algorithm>
+
+#include <spdlog/spdlog.h>
+
+#include "prober.h"
+
+namespace pgkeel::discovery {
+namespace {
+
+std::string joinEndpoints(const std::vector<const NodeState*>& nodes) {
+  if (nodes.empty()) return "none";
+  std::string text;
+  for (const NodeState* node : nodes) {
+    if (!text.empty()) text += ", ";
+    text += node->endpoint.str();
+  }
+  return text;
+}
+
+// "v4: primary a:5432 (timeline 3); replicas b:5432; unhealthy c:5432"
+std::string summary(const RoutingTable& table) {
+  const NodeState* primary = table.primaryNode();
+  std::string text = "routing table v" + std::to_string(table.version) + ": primary ";
+  if (primary) {
+    text += primary->endpoint.str() + " (timeline " + std::to_string(primary->timeline) + ")";
+  } else {
+    text += "none";
+  }
+  std::vector<const NodeState*> unhealthy;
+  std::vector<const NodeState*> unelected;
+  for (const NodeState& node : table.nodes) {
+    if (!node.healthy()) unhealthy.push_back(&node);
+    if (node.healthy() && node.role == NodeRole::Primary && &node != primary) {
+      unelected.push_back(&node);
+    }
+  }
+  text += "; replicas " + joinEndpoints(table.healthyReplicas());
+  text += "; unhealthy " + joinEndpoints(unhealthy);
+  if (!unelected.empty()) text += "; primaries not elected " + joinEndpoints(unelected);
+  return text;
+}
+
+bool becameUnhealthy(const RoutingTable& previous, const NodeState& node) {
+  if (node.health != NodeHealth::Unhealthy) return false;
+  const NodeState* before = previous.find(node.id);
+  return before == nullptr || before->health != NodeHealth::Unhealthy;
+}
+
+}  // namespace
+
+DiscoveryService::DiscoveryService(std::unique_ptr<Source> source, DiscoveryOptions options)
+    : source_(std::move(source)),
+      prober_(std::make_unique<Prober>(options.probeDsn, options.probeTimeout)),
+      options_(std::move(options)),
+      builder_(options_.health) {}
+
+DiscoveryService::~DiscoveryService() { stop(); }
+
+void DiscoveryService::subscribe(Listener listener) { listeners_.push_back(std::move(listener)); }
+
+void DiscoveryService::start() {
+  if (thread_.joinable()) return;
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = false;
+    wake_ = handle_.load()->version == 0;  // no table published yet: first round at once
+  }
+  source_->start([this] { probeNow(); });
+  thread_ = std::thread([this] { run(); });
+}
+
+void DiscoveryService::stop() {
+  if (!thread_.joinable()) return;
+  source_->stop();
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void DiscoveryService::run() {
+  for (;;) {
+    {
+      std::unique_lock lock(mutex_);
+      cv_.wait_for(lock, options_.probeInterval, [this] { return wake_ || stopping_; });
+      if (stopping_) return;
+      wake_ = false;
+    }
+    probeOnce();
+  }
+}
+
+void DiscoveryService::probeOnce() {
+  std::lock_guard round(roundMutex_);
+  applyOptions();
+  std::vector<ProbeResult> results = prober_->probeAll(roundNodes());
+  publish(builder_.apply(*handle_.load(), results));
+}
+
+void DiscoveryService::applyOptions() {
+  DiscoveryOptions options;
+  {
+    std::lock_guard lock(mutex_);
+    options = options_;
+  }
+  builder_.setPolicy(options.health);
+  prober_->setOptions(options.probeDsn, options.probeTimeout);
+}
+
+// The source's candidates with their ids, each node once.
+std::vector<std::pair<NodeId, Endpoint>> DiscoveryService::roundNodes() {
+  std::vector<std::pair<NodeId, Endpoint>> nodes;
+  for (Candidate& candidate : source_->candidates()) {
+    NodeId id = idFor(candidate.endpoint);
+    if (id >= kMaxNodes) continue;
+    bool seen = std::any_of(nodes.begin(), nodes.end(),
+                            [id](const auto& node) { return node.first == id; });
+    if (!seen) nodes.emplace_back(id, std::move(candidate.endpoint));
+  }
+  return nodes;
+}
+
+// Always stores the table (lag and probe times move every round); listeners hear only of
+// version changes.
+void DiscoveryService::publish(RoutingTable table) {
+  RoutingTablePtr previous = handle_.load();
+  auto next = std::make_shared<const RoutingTable>(std::move(table));
+  handle_.store(next);
+  if (next->version != previous->version) {
+    logChanges(*previous, *next);
+    for (const Listener& listener : listeners_) listener(next);
+  }
+  if (next->primaryProblem != lastProblem_) {
+    lastProblem_ = next->primaryProblem;
+    if (lastProblem_.rfind("split brain", 0) == 0) {
+      spdlog::error("discovery: {}", lastProblem_);
+    } else if (!lastProblem_.empty()) {
+      spdlog::warn("discovery: no primary: {}", lastProblem_);
+    }
+  }
+}
+
+void DiscoveryService::logChanges(const RoutingTable& previous, const RoutingTable& next) {
+  spdlog::info("discovery: {}", summary(next));
+  for (const NodeState& node : next.nodes) {
+    if (becameUnhealthy(previous, node)) {
+      spdlog::warn("discovery: {} is unhealthy after {} failed probe(s): {}", node.endpoint.str(),
+                   node.consecutiveFailures, node.lastError);
+    }
+  }
+}
+
+void DiscoveryService::setOptions(DiscoveryOptions options) {
+  {
+    std::lock_guard lock(mutex_);
+    options_ = std::move(options);
+  }
+  cv_.notify_all();
+}
+
+void DiscoveryService::probeNow() {
+  {
+    std::lock_guard lock(mutex_);
+    wake_ = true;
+  }
+  cv_.notify_all();
+}
+
+NodeId DiscoveryService::idFor(const Endpoint& endpoint) {
+  std::lock_guard lock(mutex_);
+  auto it = std::find(ids_.begin(), ids_.end(), endpoint);
+  if (it != ids_.end()) return static_cast<NodeId>(it - ids_.begin());
+  if (ids_.size() >= kMaxNodes) {
+    if (!idsExhaustedLogged_) {
+      spdlog::error("discovery: all {} node ids are used; not probing {} or any other new node",
+                    kMaxNodes, endpoint.str());
+      idsExhaustedLogged_ = true;
+    }
+    return kMaxNodes;
+  }
+  ids_.push_back(endpoint);
+  return static_cast<NodeId>(ids_.size() - 1);
+}
+
+}  // namespace pgkeel::discovery

@@ -1,0 +1,55 @@
+// Names for node roles and health, and the read-side queries on a RoutingTable.
+#include "discovery/routing_table.h"
+
+namespace pgkeel::discovery {
+
+const char* toString(NodeRole role) {
+  switch (role) {
+    case NodeRole::Unknown:
+      return "unknown";
+    case NodeRole::Primary:
+      return "primary";
+    case NodeRole::Replica:
+      return "replica";
+  }
+  return "unknown";
+}
+
+const char* toString(NodeHealth health) {
+  switch (health) {
+    case NodeHealth::Unknown:
+      return "unknown";
+    case NodeHealth::Healthy:
+      return "healthy";
+    case NodeHealth::Unhealthy:
+      return "unhealthy";
+  }
+  return "unknown";
+}
+
+const NodeState* RoutingTable::find(NodeId id) const {
+  for (const NodeState& node : nodes) {
+    if (node.id == id) return &node;
+  }
+  return nullptr;
+}
+
+std::vector<const NodeState*> RoutingTable::healthyReplicas() const {
+  std::vector<const NodeState*> replicas;
+  for (const NodeState& node : nodes) {
+    if (node.healthy() && node.role == NodeRole::Replica) replicas.push_back(&node);
+  }
+  return replicas;
+}
+
+bool RoutingTable::isPrimary(NodeId id) const {
+  const NodeState* node = primaryNode();
+  return node != nullptr && node->id == id;
+}
+
+bool RoutingTable::isHealthyMember(NodeId id) const {
+  const NodeState* node = find(id);
+  return node != nullptr && node->healthy();
+}
+
+}  // namespace pgkeel::discovery

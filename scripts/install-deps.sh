@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The one list of Debian packages pgkeel needs to build, test, benchmark and demo; used by the README, .ci/run and the Dockerfile.
+set -euo pipefail
+
+BUILD=(build-essential cmake pkg-config git ca-certificates)
+LIBS=(libssl-dev libpq-dev libpg-query-dev libcpp-httplib-dev nlohmann-json3-dev prometheus-cpp-dev
+      libspdlog-dev libfmt-dev libyaml-cpp-dev libgtest-dev libgmock-dev)
+POSTGRES=(postgresql-15 postgresql-client-15 postgresql-contrib)
+TEST=(python3 python3-pytest python3-psycopg2 clang libclang-rt-14-dev openssl procps iproute2 curl)
+BENCH=(pgbouncer haproxy gnuplot-nox)
+
+want=("${BUILD[@]}" "${LIBS[@]}" "${POSTGRES[@]}" "${TEST[@]}" "${BENCH[@]}")
+[ "${1:-}" = "--runtime" ] && want=(libssl3 libpq5 libspdlog1.10 libfmt9 libyaml-cpp0.7 ca-certificates)
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then echo "install-deps: all ${#want[@]} packages present"; exit 0; fi
+
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+# Debian's postgresql package would create and start a cluster on 5432; tests and the demo run their own.
+$SUDO mkdir -p /etc/postgresql-common/createcluster.d
+echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createcluster.d/pgkeel.conf >/dev/null
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null

@@ -1,0 +1,243 @@
+// The one catalogue of configuration keys; flags, YAML loading and usage derive from it.
+#include "config/keys.h"
+
+#include <algorithm>
+#include <cctype>
+#include <utility>
+
+#include "config/values.h"
+
+namespace pgkeel::config {
+namespace {
+
+using std::chrono::hours;
+using std::chrono::minutes;
+
+std::string setDuration(Millis& field, std::string_view text, Millis min, Millis max) {
+  Millis value{};
+  if (std::string problem = parseDuration(text, value); !problem.empty()) return problem;
+  if (value < min)
+    return "must be at least " + formatDuration(min) + ", not " + inQuotes(trim(text));
+  if (value > max)
+    return "must be at most " + formatDuration(max) + ", not " + inQuotes(trim(text));
+  field = value;
+  return "";
+}
+
+Key durationKey(std::string name, Millis Options::*field, Millis min, Millis max,
+                std::string description) {
+  return {std::move(name),
+          "DURATION",
+          std::move(description),
+          false,
+          [=](Options& o, std::string_view text) { return setDuration(o.*field, text, min, max); },
+          [=](const Options& o) { return formatDuration(o.*field); }};
+}
+
+Key intKey(std::string name, int Options::*field, int min, int max, std::string description) {
+  return {std::move(name),
+          "N",
+          std::move(description),
+          false,
+          [=](Options& o, std::string_view text) { return parseInt(text, min, max, o.*field); },
+          [=](const Options& o) { return std::to_string(o.*field); }};
+}
+
+Key boolKey(std::string name, bool Options::*field, std::string description) {
+  return {std::move(name),
+          "BOOL",
+          std::move(description),
+          false,
+          [=](Options& o, std::string_view text) { return parseBool(text, o.*field); },
+          [=](const Options& o) { return std::string(o.*field ? "true" : "false"); }};
+}
+
+// An "ADDR:PORT" listener; an empty value is allowed when it switches the listener off.
+Key listenKey(std::string name, std::string Options::*field, bool mayBeEmpty,
+              std::string description) {
+  auto set = [=](Options& o, std::string_view text) -> std::string {
+    std::string_view value = trim(text);
+    if (value.empty() && !mayBeEmpty) return "needs a value, e.g. 0.0.0.0:6432";
+    if (!value.empty()) {
+      if (std::string problem = checkHostPort(value); !problem.empty()) return problem;
+    }
+    o.*field = std::string(value);
+    return "";
+  };
+  return {std::move(name), "ADDR:PORT", std::move(description),
+          false,           set,         [=](const Options& o) { return o.*field; }};
+}
+
+std::string setCandidates(Options& o, std::string_view text) {
+  std::vector<std::string> items = splitList(text);
+  std::string problems;
+  for (auto it = items.begin(); it != items.end(); ++it) {
+    std::string problem = checkHostPort(*it);
+    if (problem.empty() && std::find(items.begin(), it, *it) != it) {
+      problem = inQuotes(*it) + " is listed twice";
+    }
+    if (!problem.empty()) problems += (problems.empty() ? "" : "; ") + problem;
+  }
+  if (problems.empty()) o.candidates = std::move(items);
+  return problems;
+}
+
+std::string joinCandidates(const Options& o) {
+  std::string text;
+  for (const std::string& candidate : o.candidates) text += (text.empty() ? "" : ",") + candidate;
+  return text;
+}
+
+// Skips one conninfo value (plain, or single-quoted with backslash escapes) at the front of rest.
+bool skipConninfoValue(std::string_view& rest) {
+  if (rest.empty() || rest.front() != '\'') {
+    size_t end = 0;
+    while (end < rest.size() && !std::isspace(static_cast<unsigned char>(rest[end]))) ++end;
+    rest.remove_prefix(end);
+    return true;
+  }
+  for (size_t i = 1; i < rest.size(); ++i) {
+    if (rest[i] == '\\') {
+      ++i;
+    } else if (rest[i] == '\'') {
+      rest.remove_prefix(i + 1);
+      return true;
+    }
+  }
+  return false;
+}
+
+// Takes one "key = value" pair from the front of rest; false if rest does not start with one.
+bool takeConninfoPair(std::string_view& rest, std::string& key) {
+  size_t equals = rest.find('=');
+  if (equals == std::string_view::npos) return false;
+  key = std::string(trim(rest.substr(0, equals)));
+  auto isWordChar = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+  if (key.empty() || !std::all_of(key.begin(), key.end(), isWordChar)) return false;
+  rest = trim(rest.substr(equals + 1));
+  return skipConninfoValue(rest);
+}
+
+std::string setProbe(Options& o, std::string_view text) {
+  std::string_view rest = trim(text);
+  if (rest.starts_with("postgres://") || rest.starts_with("postgresql://")) {
+    return "write libpq key=value settings, not a URI; host and port come from candidates";
+  }
+  while (!rest.empty()) {
+    std::string key;
+    if (!takeConninfoPair(rest, key)) return inQuotes(text) + " is not libpq key=value settings";
+    if (key == "host" || key == "hostaddr" || key == "port") {
+      return "must not set " + key + ": host and port come from candidates";
+    }
+    rest = trim(rest);
+  }
+  o.probe = std::string(trim(text));
+  return "";
+}
+
+std::string setLogLevel(Options& o, std::string_view text) {
+  static const std::vector<std::string> kLevels{"trace", "debug",    "info", "warn",
+                                                "error", "critical", "off"};
+  std::string level = toLower(trim(text));
+  if (std::find(kLevels.begin(), kLevels.end(), level) == kLevels.end()) {
+    return inQuotes(text) +
+           " is not a log level; use trace, debug, info, warn, error, critical or off";
+  }
+  o.logLevel = level;
+  return "";
+}
+
+std::string setLogFormat(Options& o, std::string_view text) {
+  std::string format = toLower(trim(text));
+  if (format == "text") {
+    o.logFormat = LogFormat::Text;
+  } else if (format == "json") {
+    o.logFormat = LogFormat::Json;
+  } else {
+    return inQuotes(text) + " is not a log format; use text or json";
+  }
+  return "";
+}
+
+std::vector<Key> buildKeys() {
+  return {
+      listenKey("listen_primary", &Options::listenPrimary, false,
+                "where clients connect to reach the primary (read-write)"),
+      listenKey("listen_replica", &Options::listenReplica, true,
+                "where clients connect to reach a replica (read-only); empty disables it"),
+      intKey("workers", &Options::workers, 0, 1024,
+             "worker threads, 0 to 1024; 0 means one per CPU the process may use"),
+      Key{"candidates", "HOST:PORT,...",
+          "PostgreSQL nodes to probe: a YAML list or one comma-separated string; required", true,
+          setCandidates, joinCandidates},
+      Key{"probe", "CONNINFO",
+          "libpq key=value settings for probe connections, without host, hostaddr or port", false,
+          setProbe, [](const Options& o) { return o.probe; }},
+      durationKey("probe_interval", &Options::probeInterval, Millis(1), hours(1),
+                  "time between two probes of one candidate"),
+      durationKey("probe_timeout", &Options::probeTimeout, Millis(1), minutes(1),
+                  "time a probe may take before it counts as failed, at most 1m"),
+      intKey("unhealthy_after", &Options::unhealthyAfter, 1, 1000,
+             "failed probes in a row that take a node out of routing"),
+      intKey("healthy_after", &Options::healthyAfter, 1, 1000,
+             "successful probes in a row that bring a node back"),
+      durationKey("primary_wait", &Options::primaryWait, Millis(0), minutes(10),
+                  "how long a client waits for a primary during failover; 0s fails at once"),
+      durationKey("connect_timeout", &Options::connectTimeout, Millis(1), minutes(10),
+                  "time allowed to open a connection to a PostgreSQL node"),
+      boolKey("replica_fallback", &Options::replicaFallback,
+              "send replica-port clients to the primary while no replica is healthy"),
+      boolKey("tcp_keepalive", &Options::tcpKeepalive,
+              "turn on TCP keepalive for client and server connections"),
+      durationKey("shutdown_timeout", &Options::shutdownTimeout, Millis(0), hours(1),
+                  "how long shutdown waits for clients to finish; 0s closes them at once"),
+      Key{"log_level", "LEVEL", "trace, debug, info, warn, error, critical or off", false,
+          setLogLevel, [](const Options& o) { return o.logLevel; }},
+      Key{"log_format", "FORMAT", "text, or json for one JSON object per line", false, setLogFormat,
+          [](const Options& o) {
+            return std::string(o.logFormat == LogFormat::Json ? "json" : "text");
+          }},
+  };
+}
+
+}  // namespace
+
+std::string Key::flag() const {
+  std::string flag = "--" + name;
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  return flag;
+}
+
+std::string Key::defaultText() const {
+  return get(Options{});
+}
+
+const std::vector<Key>& keys() {
+  static const std::vector<Key> kKeys = buildKeys();
+  return kKeys;
+}
+
+const Key* findKey(std::string_view name) {
+  for (const Key& key : keys()) {
+    if (key.name == name) return &key;
+  }
+  return nullptr;
+}
+
+std::vector<std::string> checkCombination(const Options& options) {
+  std::vector<std::string> problems;
+  if (!options.listenReplica.empty() && options.listenReplica == options.listenPrimary) {
+    problems.push_back("listen_primary and listen_replica are both " + options.listenPrimary);
+  }
+  return problems;
+}
+
+std::vector<std::string> changedKeys(const Options& before, const Options& after) {
+  std::vector<std::string> changed;
+  for (const Key& key : keys()) {
+    if (key.get(before) != key.get(after)) changed.push_back(key.name);
+  }
+  return changed;
+}
+
+}  // namespace pgkeel::config

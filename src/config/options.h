@@ -1,0 +1,40 @@
+// Options: every setting pgkeel reads, with its default; filled from the YAML file, CANDIDATES and flags.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace pgkeel::config {
+
+using Millis = std::chrono::milliseconds;
+
+enum class LogFormat { Text, Json };
+
+struct Options {
+  // Listeners: "ADDR:PORT"; an empty listen_replica disables the replica port.
+  std::string listenPrimary = "0.0.0.0:6432";
+  std::string listenReplica = "0.0.0.0:6433";
+  int workers = 0;  // 0 = one per CPU the process may use (affinity and cgroup quota)
+
+  // Discovery (static source).
+  std::vector<std::string> candidates;  // "host:port"
+  std::string probe = "dbname=postgres connect_timeout=2";  // libpq conninfo for probes, no host/port
+  Millis probeInterval{1000};
+  Millis probeTimeout{1000};
+  int unhealthyAfter = 3;
+  int healthyAfter = 2;
+
+  // Sessions.
+  Millis primaryWait{5000};
+  Millis connectTimeout{5000};
+  bool replicaFallback = true;
+  bool tcpKeepalive = true;
+  Millis shutdownTimeout{30000};
+
+  // Logging.
+  std::string logLevel = "info";  // trace debug info warn error critical off
+  LogFormat logFormat = LogFormat::Text;
+};
+
+}  // namespace pgkeel::config

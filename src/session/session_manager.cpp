@@ -1,0 +1,71 @@
+// SessionManager: one worker's sessions, listeners, cancel forwarders and view of the routing table.
+#include "session/session_manager.h"
+
+#include <spdlog/spdlog.h>
+
+#include "session/acceptor.h"
+#include "session/cancel_forwarder.h"
+#include "session/session.h"
+
+namespace pgkeel::session {
+
+SessionManager::SessionManager(core::EventLoop& loop, SharedState shared, SessionSettings settings)
+    : loop_(loop), shared_(shared), settings_(settings) {}
+
+SessionManager::~SessionManager() {
+  acceptors_.clear();
+  closeAll(CloseReason::Shutdown);
+  sessions_.clear();
+  cancels_.clear();
+}
+
+void SessionManager::addListener(core::Fd listener, router::ListenerRole role) {
+  acceptors_.push_back(std::make_unique<Acceptor>(*this, std::move(listener), role));
+}
+
+void SessionManager::stopAccepting() { acceptors_.clear(); }
+
+void SessionManager::adopt(core::Fd client, const sockaddr_storage& peer, router::ListenerRole role) {
+  ++counters_.accepted[static_cast<std::size_t>(role)];
+  auto session = std::make_unique<Session>(*this, nextId_++, std::move(client), peer, role);
+  Session* raw = session.get();
+  sessions_.emplace(raw, std::move(session));
+  count_.fetch_add(1, std::memory_order_relaxed);
+  raw->start();
+}
+
+void SessionManager::finished(Session* session, CloseReason reason) {
+  ++counters_.closed[static_cast<std::size_t>(reason)];
+  count_.fetch_sub(1, std::memory_order_relaxed);
+  // The loop may still hold events naming this session in the current batch.
+  loop_.defer([this, session] { sessions_.erase(session); });
+}
+
+void SessionManager::onTableChanged(discovery::RoutingTablePtr table) {
+  for (auto& [raw, session] : sessions_)
+    if (session->state() != Session::State::Closed) session->onTable(*table);
+}
+
+void SessionManager::closeAll(CloseReason reason) {
+  for (auto& [raw, session] : sessions_) session->close(reason);
+}
+
+// Sends the request to the node that issued the key, or to every node when the key is unknown
+// (a TLS session, whose BackendKeyData pgkeel cannot read); PostgreSQL ignores unknown keys.
+void SessionManager::forwardCancel(core::Fd client, const protocol::CancelKey& key) {
+  std::vector<discovery::Endpoint> targets;
+  if (auto node = shared_.cancels.find(key)) {
+    targets.push_back(*node);
+  } else {
+    for (const auto& node : shared_.tables.load()->nodes) targets.push_back(node.endpoint);
+  }
+  spdlog::debug("cancel request for pid {} sent to {} node(s)", key.processId, targets.size());
+  auto forwarder = std::make_unique<CancelForwarder>(
+      loop_, std::move(client), key, std::move(targets), settings_.connectTimeout,
+      [this](CancelForwarder* done) { loop_.defer([this, done] { cancels_.erase(done); }); });
+  CancelForwarder* raw = forwarder.get();
+  cancels_.emplace(raw, std::move(forwarder));
+  raw->start();
+}
+
+}  // namespace pgkeel::session

@@ -1,0 +1,88 @@
+// SessionManager: one worker's sessions, listeners, cancel forwarders and view of the routing table.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "core/event_loop.h"
+#include "core/splice_pump.h"
+#include "discovery/routing_table.h"
+#include "pool/node_load.h"
+#include "router/routing_policy.h"
+#include "session/cancel_registry.h"
+#include "session/close_reason.h"
+
+namespace pgkeel::session {
+
+class Acceptor;
+class CancelForwarder;
+class Session;
+
+struct SessionSettings {
+  std::chrono::milliseconds primaryWait{5000};
+  std::chrono::milliseconds connectTimeout{5000};
+  router::RouteOptions route;
+  bool tcpKeepalive = true;
+};
+
+// What all workers share: read-mostly, or atomics, or (the registry) touched outside the hot path.
+struct SharedState {
+  const discovery::RoutingTableHandle& tables;
+  pool::NodeLoad& load;
+  CancelRegistry& cancels;
+};
+
+// Counters owned by one worker (plain integers: only its thread writes them).
+struct WorkerCounters {
+  std::array<std::uint64_t, 2> accepted{};  // by ListenerRole
+  std::array<std::uint64_t, kCloseReasonCount> closed{};
+  std::uint64_t bytesClientToServer = 0;
+  std::uint64_t bytesServerToClient = 0;
+};
+
+class SessionManager {
+ public:
+  SessionManager(core::EventLoop& loop, SharedState shared, SessionSettings settings);
+  ~SessionManager();
+
+  // All of these run on the worker's thread (use loop().post from elsewhere).
+  void addListener(core::Fd listener, router::ListenerRole role);
+  void stopAccepting();
+  void applySettings(const SessionSettings& settings) { settings_ = settings; }
+  void onTableChanged(discovery::RoutingTablePtr table);
+  void closeAll(CloseReason reason);
+
+  // Thread-safe.
+  std::size_t sessionCount() const { return count_.load(std::memory_order_relaxed); }
+
+  // For sessions and acceptors.
+  void adopt(core::Fd client, const sockaddr_storage& peer, router::ListenerRole role);
+  void finished(Session* session, CloseReason reason);
+  void forwardCancel(core::Fd client, const protocol::CancelKey& key);
+  core::EventLoop& loop() { return loop_; }
+  const SharedState& shared() const { return shared_; }
+  const SessionSettings& settings() const { return settings_; }
+  core::PipeCache& pipes() { return pipes_; }
+  WorkerCounters& counters() { return counters_; }
+
+ private:
+  core::EventLoop& loop_;
+  SharedState shared_;
+  SessionSettings settings_;
+  core::PipeCache pipes_;
+  WorkerCounters counters_;
+  std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  std::unordered_map<Session*, std::unique_ptr<Session>> sessions_;
+  std::unordered_map<CancelForwarder*, std::unique_ptr<CancelForwarder>> cancels_;
+  std::atomic<std::size_t> count_{0};
+  std::uint64_t nextId_ = 1;
+};
+
+}  // namespace pgkeel::session

@@ -1,0 +1,189 @@
+// Tests for DiscoveryService: ids, publishing, listeners, and the thread's wake-ups (no server).
+#include "discovery/discovery_service.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+#include "test_ports.h"
+
+namespace pgkeel::discovery {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::closedPort;
+
+// A source whose candidates a test sets, and which records start/stop and can report a change.
+class FakeSource : public Source {
+ public:
+  explicit FakeSource(std::vector<Endpoint> endpoints) { set(std::move(endpoints)); }
+  std::string name() const override { return "fake"; }
+  std::vector<Candidate> candidates() override {
+    std::lock_guard lock(mutex_);
+    return candidates_;
+  }
+  void start(std::function<void()> changed) override {
+    std::lock_guard lock(mutex_);
+    changed_ = std::move(changed);
+    ++starts;
+  }
+  void stop() override { ++stops; }
+  void set(std::vector<Endpoint> endpoints) {
+    std::lock_guard lock(mutex_);
+    candidates_.clear();
+    for (Endpoint& endpoint : endpoints) candidates_.push_back(Candidate{std::move(endpoint)});
+  }
+  void reportChange() {
+    std::function<void()> changed;
+    {
+      std::lock_guard lock(mutex_);
+      changed = changed_;
+    }
+    changed();
+  }
+  std::atomic<int> starts{0};
+  std::atomic<int> stops{0};
+
+ private:
+  std::mutex mutex_;
+  std::vector<Candidate> candidates_;
+  std::function<void()> changed_;
+};
+
+DiscoveryOptions fastOptions(milliseconds interval) {
+  DiscoveryOptions options;
+  options.probeDsn = "dbname=postgres user=nobody";
+  options.probeInterval = interval;
+  options.probeTimeout = milliseconds(500);
+  options.health = HealthPolicy{.unhealthyAfter = 1, .healthyAfter = 1};
+  return options;
+}
+
+// Polls `condition` for up to 5 s.
+template <typename Condition>
+bool eventually(Condition condition) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  return condition();
+}
+
+// Ids are handed out in order of first sight, stay with their endpoint, and are never reused.
+TEST(DiscoveryService, AssignsStableIds) {
+  DiscoveryService service(std::make_unique<StaticSource>(std::vector<Endpoint>{}),
+                           fastOptions(milliseconds(1000)));
+  EXPECT_EQ(service.idFor(Endpoint{"a", 1}), 0u);
+  EXPECT_EQ(service.idFor(Endpoint{"b", 1}), 1u);
+  EXPECT_EQ(service.idFor(Endpoint{"a", 2}), 2u);
+  EXPECT_EQ(service.idFor(Endpoint{"a", 1}), 0u);
+  EXPECT_EQ(service.source().name(), "static");
+}
+
+// Once kMaxNodes ids are taken, new endpoints get kMaxNodes and known ones keep theirs.
+TEST(DiscoveryService, RunsOutOfIdsAtMaxNodes) {
+  DiscoveryService service(std::make_unique<StaticSource>(std::vector<Endpoint>{}),
+                           fastOptions(milliseconds(1000)));
+  for (NodeId id = 0; id < kMaxNodes; ++id) {
+    ASSERT_EQ(service.idFor(Endpoint{"h" + std::to_string(id), 5432}), id);
+  }
+  EXPECT_EQ(service.idFor(Endpoint{"one-too-many", 5432}), kMaxNodes);
+  EXPECT_EQ(service.idFor(Endpoint{"h7", 5432}), 7u);
+}
+
+// probeOnce publishes a table; listeners hear of version changes only, yet every round is stored.
+TEST(DiscoveryService, ProbeOncePublishesAndNotifiesOnVersionChange) {
+  Endpoint dead{"127.0.0.1", closedPort()};
+  DiscoveryService service(std::make_unique<StaticSource>(std::vector<Endpoint>{dead}),
+                           fastOptions(milliseconds(1000)));
+  std::vector<std::uint64_t> heard;
+  service.subscribe([&](const RoutingTablePtr& table) { heard.push_back(table->version); });
+  service.probeOnce();
+  RoutingTablePtr first = service.current();
+  ASSERT_EQ(first->nodes.size(), 1u);
+  EXPECT_EQ(first->version, 1u);
+  EXPECT_EQ(first->nodes[0].endpoint, dead);
+  EXPECT_EQ(first->nodes[0].health, NodeHealth::Unhealthy);
+  EXPECT_FALSE(first->nodes[0].lastError.empty());
+  EXPECT_EQ(first->primaryNode(), nullptr);
+  EXPECT_EQ(heard, (std::vector<std::uint64_t>{1}));
+  service.probeOnce();
+  EXPECT_NE(service.current().get(), first.get());  // stored again, same version
+  EXPECT_EQ(service.current()->version, 1u);
+  EXPECT_EQ(service.current()->nodes[0].consecutiveFailures, 2);
+  EXPECT_EQ(heard.size(), 1u);
+  EXPECT_EQ(&service.handle(), &service.handle());
+}
+
+// A node the source stops offering leaves the next table, and listeners are told.
+TEST(DiscoveryService, DropsNodesTheSourceNoLongerOffers) {
+  Endpoint a{"127.0.0.1", closedPort()};
+  Endpoint b{"127.0.0.1", closedPort()};
+  auto source = std::make_unique<FakeSource>(std::vector<Endpoint>{a, b, a});
+  FakeSource& fake = *source;
+  DiscoveryService service(std::move(source), fastOptions(milliseconds(1000)));
+  service.probeOnce();
+  ASSERT_EQ(service.current()->nodes.size(), 2u);  // the repeated candidate counts once
+  fake.set({b});
+  service.probeOnce();
+  ASSERT_EQ(service.current()->nodes.size(), 1u);
+  EXPECT_EQ(service.current()->nodes[0].id, 1u);
+  EXPECT_EQ(service.current()->version, 2u);
+}
+
+// start() runs a first round at once, starts the source, and a source change wakes the thread
+// long before the interval; stop() stops the source and joins.
+TEST(DiscoveryService, ThreadProbesAtStartAndWhenTheSourceChanges) {
+  auto source = std::make_unique<FakeSource>(std::vector<Endpoint>{{"127.0.0.1", closedPort()}});
+  FakeSource& fake = *source;
+  DiscoveryService service(std::move(source), fastOptions(std::chrono::hours(1)));
+  std::atomic<int> notified{0};
+  service.subscribe([&](const RoutingTablePtr&) { ++notified; });
+  service.start();
+  EXPECT_EQ(fake.starts, 1);
+  EXPECT_TRUE(eventually([&] { return notified == 1; }));
+  fake.set({{"127.0.0.1", closedPort()}, {"127.0.0.1", closedPort()}});
+  fake.reportChange();
+  EXPECT_TRUE(eventually([&] { return notified == 2; }));
+  EXPECT_EQ(service.current()->nodes.size(), 2u);
+  auto start = std::chrono::steady_clock::now();
+  service.stop();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  EXPECT_EQ(fake.stops, 1);
+  service.stop();  // a second stop is harmless
+  EXPECT_EQ(fake.stops, 1);
+}
+
+// The thread probes every interval; setOptions changes the policy from the next round.
+TEST(DiscoveryService, ProbesEachIntervalAndAppliesNewOptions) {
+  Endpoint dead{"127.0.0.1", closedPort()};
+  DiscoveryService service(std::make_unique<StaticSource>(std::vector<Endpoint>{dead}),
+                           fastOptions(milliseconds(20)));
+  service.start();
+  EXPECT_TRUE(eventually([&] { return service.current()->nodes.size() == 1 &&
+                                      service.current()->nodes[0].consecutiveFailures >= 3; }));
+  DiscoveryOptions options = fastOptions(milliseconds(20));
+  options.probeDsn = "not_an_option=1";
+  service.setOptions(options);
+  EXPECT_TRUE(eventually([&] {
+    return service.current()->nodes[0].lastError.find("invalid probe DSN") != std::string::npos;
+  }));
+  service.stop();
+}
+
+// probeNow wakes a thread that would otherwise sleep for an hour.
+TEST(DiscoveryService, ProbeNowWakesTheThread) {
+  auto source = std::make_unique<StaticSource>(std::vector<Endpoint>{{"127.0.0.1", closedPort()}});
+  StaticSource& endpoints = *source;
+  DiscoveryService service(std::move(source), fastOptions(std::chrono::hours(1)));
+  service.probeOnce();  // table exists: start() does not probe at once
+  service.start();
+  endpoints.setEndpoints({});
+  service.probeNow();
+  EXPECT_TRUE(eventually([&] { return service.current()->nodes.empty(); }));
+  EXPECT_EQ(service.current()->primaryProblem, "no candidate nodes to probe");
+}
+
+}  // namespace
+}  // namespace pgkeel::discovery

@@ -1,0 +1,162 @@
+// Tests for the libpq prober that need no PostgreSQL server (plus one that uses one if told where).
+#include "../../discovery/src/prober.h"  // private to the library; tests reach in on purpose
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "discovery/discovery_service.h"
+#include "test_ports.h"
+
+namespace pgkeel::discovery {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+using testing::closedPort;
+using testing::SilentServer;
+
+milliseconds since(steady_clock::time_point start) {
+  return std::chrono::duration_cast<milliseconds>(steady_clock::now() - start);
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// A port with nothing listening fails at once with libpq's "Connection refused".
+TEST(Prober, RefusedConnectionFailsQuicklyWithError) {
+  std::uint16_t port = closedPort();
+  Prober prober("dbname=postgres user=nobody", milliseconds(5000));
+  auto start = steady_clock::now();
+  std::vector<ProbeResult> results = prober.probeAll({{7, Endpoint{"127.0.0.1", port}}});
+  EXPECT_LT(since(start), milliseconds(1000));
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_FALSE(results[0].ok);
+  EXPECT_EQ(results[0].id, 7u);
+  EXPECT_EQ(results[0].endpoint, (Endpoint{"127.0.0.1", port}));
+  EXPECT_TRUE(contains(results[0].error, "connection failed")) << results[0].error;
+  EXPECT_TRUE(contains(results[0].error, "Connection refused")) << results[0].error;
+  EXPECT_EQ(results[0].error.find('\n'), std::string::npos);
+  EXPECT_EQ(prober.openConnections(), 0u);
+}
+
+// A server that accepts TCP but never answers is given up on at the round's deadline.
+TEST(Prober, SilentServerRespectsTimeout) {
+  SilentServer server;
+  ASSERT_TRUE(server.ok());
+  Prober prober("dbname=postgres user=nobody connect_timeout=30", milliseconds(300));
+  auto start = steady_clock::now();
+  std::vector<ProbeResult> results = prober.probeAll({{1, Endpoint{"127.0.0.1", server.port()}}});
+  milliseconds elapsed = since(start);
+  EXPECT_GE(elapsed, milliseconds(290));
+  EXPECT_LT(elapsed, milliseconds(1500));
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_FALSE(results[0].ok);
+  EXPECT_TRUE(contains(results[0].error, "timeout")) << results[0].error;
+  EXPECT_TRUE(contains(results[0].error, "300 ms")) << results[0].error;
+  EXPECT_EQ(prober.openConnections(), 0u);
+}
+
+// Nodes are probed concurrently: several silent servers cost one timeout, not one each, and a
+// refused node in the same round still fails fast with its own error.
+TEST(Prober, ProbesNodesConcurrently) {
+  SilentServer a, b, c;
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  std::uint16_t refused = closedPort();
+  Prober prober("dbname=postgres user=nobody", milliseconds(400));
+  auto start = steady_clock::now();
+  std::vector<ProbeResult> results = prober.probeAll({{0, Endpoint{"127.0.0.1", a.port()}},
+                                                      {1, Endpoint{"127.0.0.1", refused}},
+                                                      {2, Endpoint{"127.0.0.1", b.port()}},
+                                                      {3, Endpoint{"127.0.0.1", c.port()}}});
+  EXPECT_LT(since(start), milliseconds(1100));
+  ASSERT_EQ(results.size(), 4u);
+  for (NodeId id = 0; id < 4; ++id) {
+    EXPECT_EQ(results[id].id, id);
+    EXPECT_FALSE(results[id].ok);
+  }
+  EXPECT_TRUE(contains(results[1].error, "Connection refused")) << results[1].error;
+  EXPECT_LT(results[1].latency, std::chrono::microseconds(400'000));
+  EXPECT_TRUE(contains(results[0].error, "timeout")) << results[0].error;
+}
+
+// host, hostaddr and port in the DSN never redirect a probe away from the node's endpoint.
+TEST(Prober, DsnCannotRedirectTheEndpoint) {
+  std::uint16_t port = closedPort();
+  Prober prober("host=192.0.2.1 hostaddr=192.0.2.1 port=1 dbname=postgres user=nobody",
+                milliseconds(3000));
+  auto start = steady_clock::now();
+  std::vector<ProbeResult> results = prober.probeAll({{1, Endpoint{"127.0.0.1", port}}});
+  EXPECT_LT(since(start), milliseconds(1000));
+  ASSERT_EQ(results.size(), 1u);
+  const std::string& error = results[0].error;
+  EXPECT_TRUE(contains(error, "\"127.0.0.1\", port " + std::to_string(port))) << error;
+  EXPECT_TRUE(contains(error, "Connection refused")) << error;
+}
+
+// An unparsable DSN fails every probe with libpq's reason, and checkProbeDsn reports it up front.
+TEST(Prober, InvalidDsnFailsEveryProbeWithReason) {
+  EXPECT_EQ(checkProbeDsn("dbname=postgres sslmode=prefer connect_timeout=2"), "");
+  EXPECT_EQ(checkProbeDsn("postgresql://u@h/db?application_name=x"), "");
+  EXPECT_EQ(checkProbeDsn(""), "");
+  EXPECT_TRUE(contains(checkProbeDsn("bogus_option=1"), "bogus_option")) << checkProbeDsn("x=1");
+  Prober prober("bogus_option=1", milliseconds(1000));
+  std::vector<ProbeResult> results = prober.probeAll({{1, Endpoint{"127.0.0.1", closedPort()}}});
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_TRUE(contains(results[0].error, "invalid probe DSN")) << results[0].error;
+  prober.setOptions("dbname=postgres", milliseconds(1000));
+  results = prober.probeAll({{1, Endpoint{"127.0.0.1", closedPort()}}});
+  EXPECT_TRUE(contains(results[0].error, "Connection refused")) << results[0].error;
+}
+
+// An empty round does nothing and returns nothing.
+TEST(Prober, EmptyRoundReturnsAtOnce) {
+  Prober prober("", milliseconds(1000));
+  EXPECT_TRUE(prober.probeAll({}).empty());
+}
+
+// Each smaller query leaves out the functions a locked-down role may lack, and nothing else.
+TEST(Prober, SmallerQueriesLeaveOutPrivilegedFunctions) {
+  const std::string& full = probeQuery(ProbeQueryLevel::Full);
+  const std::string& no_checkpoint = probeQuery(ProbeQueryLevel::NoCheckpoint);
+  const std::string& no_timeline = probeQuery(ProbeQueryLevel::NoTimeline);
+  EXPECT_TRUE(contains(full, "pg_control_checkpoint()"));
+  EXPECT_TRUE(contains(full, "pg_walfile_name("));
+  EXPECT_FALSE(contains(no_checkpoint, "pg_control_checkpoint"));
+  EXPECT_TRUE(contains(no_checkpoint, "pg_walfile_name("));
+  EXPECT_FALSE(contains(no_timeline, "pg_walfile_name"));
+  EXPECT_FALSE(contains(no_timeline, "pg_stat_wal_receiver"));
+  for (const std::string* query : {&full, &no_checkpoint, &no_timeline}) {
+    EXPECT_TRUE(contains(*query, "pg_is_in_recovery()"));
+    EXPECT_TRUE(contains(*query, "pg_last_xact_replay_timestamp()"));
+  }
+}
+
+// Against a real server (PGKEEL_TEST_PG_PORT on 127.0.0.1, PG* variables for the rest): a good
+// probe, a kept connection reused next round, and dropped when the node leaves the round.
+TEST(Prober, ProbesLiveServerWhenConfigured) {
+  const char* port_text = std::getenv("PGKEEL_TEST_PG_PORT");
+  if (port_text == nullptr) GTEST_SKIP() << "set PGKEEL_TEST_PG_PORT to probe a live server";
+  Endpoint endpoint{"127.0.0.1", static_cast<std::uint16_t>(std::atoi(port_text))};
+  Prober prober("dbname=postgres", milliseconds(2000));
+  for (int round = 0; round < 2; ++round) {
+    std::vector<ProbeResult> results = prober.probeAll({{3, endpoint}});
+    ASSERT_EQ(results.size(), 1u);
+    EXPECT_TRUE(results[0].ok) << results[0].error;
+    EXPECT_GT(results[0].lsn, 0u);
+    EXPECT_EQ(prober.openConnections(), 1u);
+    std::printf("in_recovery=%d lsn=%llx timeline=%u delay=%s latency=%lldus\n",
+                results[0].inRecovery, static_cast<unsigned long long>(results[0].lsn),
+                results[0].timeline,
+                results[0].replayDelaySeconds ? std::to_string(*results[0].replayDelaySeconds).c_str()
+                                              : "null",
+                static_cast<long long>(results[0].latency.count()));
+  }
+  prober.probeAll({});
+  EXPECT_EQ(prober.openConnections(), 0u);
+}
+
+}  // namespace
+}  // namespace pgkeel::discovery
