@@ -10,36 +10,34 @@
 namespace pgkeel::discovery {
 namespace {
 
-std::string joinEndpoints(const std::vector<const NodeState*>& nodes) {
-  if (nodes.empty()) return "none";
+template <typename Keep>
+std::string joinEndpoints(const RoutingTable& table, Keep keep) {
   std::string text;
-  for (const NodeState* node : nodes) {
+  for (const NodeState& node : table.nodes) {
+    if (!keep(node)) continue;
     if (!text.empty()) text += ", ";
-    text += node->endpoint.str();
+    text += node.endpoint.str();
   }
-  return text;
+  return text.empty() ? "none" : text;
 }
 
-// "v4: primary a:5432 (timeline 3); replicas b:5432; unhealthy c:5432"
+// "routing table v4: primary a:5432 (timeline 3); replicas b:5432; unhealthy c:5432"
 std::string summary(const RoutingTable& table) {
   const NodeState* primary = table.primaryNode();
   std::string text = "routing table v" + std::to_string(table.version) + ": primary ";
-  if (primary) {
-    text += primary->endpoint.str() + " (timeline " + std::to_string(primary->timeline) + ")";
-  } else {
-    text += "none";
-  }
-  std::vector<const NodeState*> unhealthy;
-  std::vector<const NodeState*> unelected;
-  for (const NodeState& node : table.nodes) {
-    if (!node.healthy()) unhealthy.push_back(&node);
-    if (node.healthy() && node.role == NodeRole::Primary && &node != primary) {
-      unelected.push_back(&node);
-    }
-  }
-  text += "; replicas " + joinEndpoints(table.healthyReplicas());
-  text += "; unhealthy " + joinEndpoints(unhealthy);
-  if (!unelected.empty()) text += "; primaries not elected " + joinEndpoints(unelected);
+  text += primary
+              ? primary->endpoint.str() + " (timeline " + std::to_string(primary->timeline) + ")"
+              : "none";
+  text += "; replicas " + joinEndpoints(table, [](const NodeState& node) {
+            return node.healthy() && node.role == NodeRole::Replica;
+          });
+  text +=
+      "; unhealthy " + joinEndpoints(table, [](const NodeState& node) { return !node.healthy(); });
+  auto unelected = [primary](const NodeState& node) {
+    return node.healthy() && node.role == NodeRole::Primary && &node != primary;
+  };
+  std::string stale = joinEndpoints(table, unelected);
+  if (stale != "none") text += "; primaries not elected " + stale;
   return text;
 }
 
@@ -57,9 +55,13 @@ DiscoveryService::DiscoveryService(std::unique_ptr<Source> source, DiscoveryOpti
       options_(std::move(options)),
       builder_(options_.health) {}
 
-DiscoveryService::~DiscoveryService() { stop(); }
+DiscoveryService::~DiscoveryService() {
+  stop();
+}
 
-void DiscoveryService::subscribe(Listener listener) { listeners_.push_back(std::move(listener)); }
+void DiscoveryService::subscribe(Listener listener) {
+  listeners_.push_back(std::move(listener));
+}
 
 void DiscoveryService::start() {
   if (thread_.joinable()) return;
@@ -137,7 +139,7 @@ void DiscoveryService::publish(RoutingTable table) {
   }
   if (next->primaryProblem != lastProblem_) {
     lastProblem_ = next->primaryProblem;
-    if (lastProblem_.rfind("split brain", 0) == 0) {
+    if (lastProblem_.starts_with("split brain") || lastProblem_.starts_with("stale primary")) {
       spdlog::error("discovery: {}", lastProblem_);
     } else if (!lastProblem_.empty()) {
       spdlog::warn("discovery: no primary: {}", lastProblem_);

@@ -10,7 +10,9 @@ namespace {
 
 constexpr std::uint16_t kDefaultPort = 5432;
 
-bool isSeparator(char c) { return c == ',' || std::isspace(static_cast<unsigned char>(c)); }
+bool isSeparator(char c) {
+  return c == ',' || std::isspace(static_cast<unsigned char>(c));
+}
 
 bool isHostnameChar(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';

@@ -25,7 +25,8 @@ using SteadyClock = std::chrono::steady_clock;
 std::string buildQuery(const std::string& timeline) {
   return std::string(
              "WITH s AS MATERIALIZED (SELECT pg_is_in_recovery() AS r) SELECT s.r, "
-             "(CASE WHEN s.r THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text, ") +
+             "(CASE WHEN s.r THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() "
+             "END)::text, ") +
          timeline +
          ", CASE WHEN s.r THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END "
          "FROM s";
@@ -60,7 +61,9 @@ std::string oneLine(const char* message) {
   return squeezed.empty() ? "unknown error" : squeezed;
 }
 
-std::string connError(PGconn* conn) { return oneLine(PQerrorMessage(conn)); }
+std::string connError(PGconn* conn) {
+  return oneLine(PQerrorMessage(conn));
+}
 
 void ignoreNotice(void*, const char*) {}
 
@@ -88,11 +91,11 @@ std::string readRow(const PGresult* res, ProbeResult& result) {
   result.inRecovery = std::strcmp(PQgetvalue(res, 0, 0), "t") == 0;
   if (!PQgetisnull(res, 0, 1)) {
     std::optional<std::uint64_t> lsn = parseLsn(PQgetvalue(res, 0, 1));
-    if (!lsn) return std::string("unexpected WAL position in probe answer: ") + PQgetvalue(res, 0, 1);
+    if (!lsn) return std::string("unexpected WAL position: ") + PQgetvalue(res, 0, 1);
     result.lsn = *lsn;
   }
   if (!PQgetisnull(res, 0, 2) && !parseNumber(PQgetvalue(res, 0, 2), result.timeline)) {
-    return std::string("unexpected timeline in probe answer: ") + PQgetvalue(res, 0, 2);
+    return std::string("unexpected timeline: ") + PQgetvalue(res, 0, 2);
   }
   double delay = 0;
   if (!PQgetisnull(res, 0, 3) && parseNumber(PQgetvalue(res, 0, 3), delay)) {
@@ -324,8 +327,8 @@ void Prober::Attempt::timeOut(std::chrono::milliseconds timeout) {
   const char* stage = phase_ == Phase::Connecting ? "connecting" : "waiting for the probe answer";
   link_.conn.reset();
   answer_.reset();
-  finish(false, "timeout: no answer within " + std::to_string(timeout.count()) + " ms (" + stage +
-                    ")");
+  finish(false,
+         "timeout: no answer within " + std::to_string(timeout.count()) + " ms (" + stage + ")");
 }
 
 void Prober::Attempt::finish(bool ok, std::string error) {
@@ -336,7 +339,9 @@ void Prober::Attempt::finish(bool ok, std::string error) {
   phase_ = Phase::Done;
 }
 
-void Prober::ConnCloser::operator()(PGconn* conn) const { PQfinish(conn); }
+void Prober::ConnCloser::operator()(PGconn* conn) const {
+  PQfinish(conn);
+}
 
 Prober::Prober(std::string dsn, std::chrono::milliseconds timeout)
     : dsn_(std::move(dsn)), timeout_(timeout) {
@@ -409,8 +414,7 @@ void Prober::dropLinksNotIn(const std::vector<std::pair<NodeId, Endpoint>>& node
   });
 }
 
-std::vector<ProbeResult> Prober::probeAll(
-    const std::vector<std::pair<NodeId, Endpoint>>& nodes) {
+std::vector<ProbeResult> Prober::probeAll(const std::vector<std::pair<NodeId, Endpoint>>& nodes) {
   dropLinksNotIn(nodes);
   const auto deadline = SteadyClock::now() + timeout_;
   const auto at = std::chrono::system_clock::now();

@@ -68,7 +68,7 @@ class Prober {
 
   std::string dsn_;
   std::vector<std::pair<std::string, std::string>> params_;  // from dsn_, minus what we override
-  std::string dsnError_;                                      // non-empty when dsn_ is invalid
+  std::string dsnError_;                                     // non-empty when dsn_ is invalid
   std::chrono::milliseconds timeout_;
   std::map<NodeId, Link> links_;
 };

@@ -10,9 +10,13 @@
 namespace pgkeel::discovery {
 namespace {
 
-int atLeastOne(int n) { return std::max(n, 1); }
+int atLeastOne(int n) {
+  return std::max(n, 1);
+}
 
-int saturatingIncrement(int n) { return n == INT_MAX ? n : n + 1; }
+int saturatingIncrement(int n) {
+  return n == INT_MAX ? n : n + 1;
+}
 
 bool isPrimaryCandidate(const NodeState& node) {
   return node.healthy() && node.role == NodeRole::Primary;
@@ -49,7 +53,26 @@ std::string splitBrainProblem(const RoutingTable& table, const std::vector<std::
          "; refusing writes";
 }
 
-// The one healthy node answering f on the strictly highest timeline; else a reason for none.
+// Timelines only grow within a cluster, so a node last seen as primary on a later timeline than
+// the best healthy candidate means that candidate is a stale, diverged primary.
+const NodeState* newerUnhealthyPrimary(const RoutingTable& table, std::uint32_t timeline) {
+  for (const NodeState& node : table.nodes) {
+    if (!node.healthy() && node.role == NodeRole::Primary && node.timeline > timeline) {
+      return &node;
+    }
+  }
+  return nullptr;
+}
+
+std::string stalePrimaryProblem(const NodeState& stale, const NodeState& newer) {
+  return "stale primary: " + stale.endpoint.str() +
+         " answers pg_is_in_recovery() = false on timeline " + std::to_string(stale.timeline) +
+         " but " + newer.endpoint.str() + " (unhealthy) was primary on later timeline " +
+         std::to_string(newer.timeline) + "; refusing writes";
+}
+
+// The one healthy node answering f on the strictly highest timeline, unless an unhealthy node was
+// primary on a later one; else a reason for none.
 void electPrimary(RoutingTable& table) {
   std::vector<std::size_t> candidates;
   for (std::size_t i = 0; i < table.nodes.size(); ++i) {
@@ -65,10 +88,12 @@ void electPrimary(RoutingTable& table) {
   for (std::size_t i : candidates) {
     if (table.nodes[i].timeline == best) top.push_back(i);
   }
-  if (top.size() == 1) {
-    table.primary = top.front();
-  } else {
+  if (top.size() > 1) {
     table.primaryProblem = splitBrainProblem(table, top, best);
+  } else if (const NodeState* newer = newerUnhealthyPrimary(table, best)) {
+    table.primaryProblem = stalePrimaryProblem(table.nodes[top.front()], *newer);
+  } else {
+    table.primary = top.front();
   }
 }
 
@@ -147,7 +172,8 @@ NodeState TableBuilder::observe(const ProbeResult& result) {
   node.health = tracker.health;
   node.timeline = tracker.timeline;
   node.walLsn = tracker.lsn;
-  if (node.healthy() && node.role == NodeRole::Replica) node.lagSeconds = tracker.replayDelaySeconds;
+  if (node.healthy() && node.role == NodeRole::Replica)
+    node.lagSeconds = tracker.replayDelaySeconds;
   node.lastProbe = result.at;
   node.probeLatency = result.latency;
   if (!result.ok) node.lastError = result.error.empty() ? "probe failed" : result.error;

@@ -161,8 +161,10 @@ TEST(DiscoveryService, ProbesEachIntervalAndAppliesNewOptions) {
   DiscoveryService service(std::make_unique<StaticSource>(std::vector<Endpoint>{dead}),
                            fastOptions(milliseconds(20)));
   service.start();
-  EXPECT_TRUE(eventually([&] { return service.current()->nodes.size() == 1 &&
-                                      service.current()->nodes[0].consecutiveFailures >= 3; }));
+  EXPECT_TRUE(eventually([&] {
+    return service.current()->nodes.size() == 1 &&
+           service.current()->nodes[0].consecutiveFailures >= 3;
+  }));
   DiscoveryOptions options = fastOptions(milliseconds(20));
   options.probeDsn = "not_an_option=1";
   service.setOptions(options);

@@ -30,10 +30,27 @@ TEST(Endpoint, ParsesBracketedIpv6) {
 
 // Empty hosts, out-of-range ports and malformed text are rejected.
 TEST(Endpoint, RejectsBadInput) {
-  for (const char* text :
-       {"", ":5432", "host:", "host:0", "host:65536", "host:99999999999", "host:-1", "host:+5",
-        "host:5x", "host:5432:1", "::1", "[::1", "[::1]5432", "[]:5432", "[host]:5432",
-        "[::1]:0", "ho st", " host", "host/x:5432", "[::1]:", "host:0x10"}) {
+  for (const char* text : {"",
+                           ":5432",
+                           "host:",
+                           "host:0",
+                           "host:65536",
+                           "host:99999999999",
+                           "host:-1",
+                           "host:+5",
+                           "host:5x",
+                           "host:5432:1",
+                           "::1",
+                           "[::1",
+                           "[::1]5432",
+                           "[]:5432",
+                           "[host]:5432",
+                           "[::1]:0",
+                           "ho st",
+                           " host",
+                           "host/x:5432",
+                           "[::1]:",
+                           "host:0x10"}) {
     EXPECT_FALSE(parseEndpoint(text).has_value()) << "accepted \"" << text << "\"";
   }
 }
@@ -52,8 +69,8 @@ TEST(EndpointList, AcceptsCommasAndWhitespace) {
   std::string error = "stale";
   std::vector<Endpoint> endpoints = parseEndpointList("a:1, b:2\tc\n[::1]:4,d:5", &error);
   EXPECT_EQ(error, "");
-  EXPECT_EQ(endpoints, (std::vector<Endpoint>{
-                           {"a", 1}, {"b", 2}, {"c", 5432}, {"::1", 4}, {"d", 5}}));
+  EXPECT_EQ(endpoints,
+            (std::vector<Endpoint>{{"a", 1}, {"b", 2}, {"c", 5432}, {"::1", 4}, {"d", 5}}));
 }
 
 // Empty items (doubled commas, leading or trailing separators) are skipped.

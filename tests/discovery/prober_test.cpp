@@ -147,12 +147,12 @@ TEST(Prober, ProbesLiveServerWhenConfigured) {
     EXPECT_TRUE(results[0].ok) << results[0].error;
     EXPECT_GT(results[0].lsn, 0u);
     EXPECT_EQ(prober.openConnections(), 1u);
-    std::printf("in_recovery=%d lsn=%llx timeline=%u delay=%s latency=%lldus\n",
-                results[0].inRecovery, static_cast<unsigned long long>(results[0].lsn),
-                results[0].timeline,
-                results[0].replayDelaySeconds ? std::to_string(*results[0].replayDelaySeconds).c_str()
-                                              : "null",
-                static_cast<long long>(results[0].latency.count()));
+    std::printf(
+        "in_recovery=%d lsn=%llx timeline=%u delay=%s latency=%lldus\n", results[0].inRecovery,
+        static_cast<unsigned long long>(results[0].lsn), results[0].timeline,
+        results[0].replayDelaySeconds ? std::to_string(*results[0].replayDelaySeconds).c_str()
+                                      : "null",
+        static_cast<long long>(results[0].latency.count()));
   }
   prober.probeAll({});
   EXPECT_EQ(prober.openConnections(), 0u);

@@ -6,7 +6,9 @@
 namespace pgkeel::discovery {
 namespace {
 
-Endpoint local(std::uint16_t port) { return Endpoint{"127.0.0.1", port}; }
+Endpoint local(std::uint16_t port) {
+  return Endpoint{"127.0.0.1", port};
+}
 
 // Node id N listens on 127.0.0.1:5432+N in these tests.
 ProbeResult answer(NodeId id, bool in_recovery, std::uint32_t timeline, std::uint64_t lsn) {
@@ -148,7 +150,8 @@ TEST(TableBuilder, RefusesWritesOnSplitBrainWithEqualTimelines) {
 // Three nodes tied on the highest timeline are all named; a lower-timeline one is not.
 TEST(TableBuilder, NamesEveryNodeTiedOnTheHighestTimeline) {
   Rounds rounds;
-  const RoutingTable& table = rounds.run({primary(0, 5), primary(1, 4), primary(2, 5), primary(3, 5)});
+  const RoutingTable& table =
+      rounds.run({primary(0, 5), primary(1, 4), primary(2, 5), primary(3, 5)});
   EXPECT_FALSE(table.primary.has_value());
   EXPECT_EQ(table.primaryProblem,
             "split brain: 127.0.0.1:5432, 127.0.0.1:5434 and 127.0.0.1:5435 all answer "
@@ -171,6 +174,35 @@ TEST(TableBuilder, PrefersHigherTimelineWhenTwoNodesAnswerF) {
     EXPECT_EQ(table.healthyReplicas()[0]->id, 3u);
     EXPECT_EQ(rounds.node(3).lagBytes, 50u);  // measured against the elected primary
   }
+}
+
+// A stale primary is not elected while the node that was primary on a later timeline is merely
+// unhealthy; it is once that node leaves the round or comes back as a replica.
+TEST(TableBuilder, RefusesStalePrimaryWhileNewerOneIsUnhealthy) {
+  Rounds rounds(HealthPolicy{.unhealthyAfter = 1, .healthyAfter = 1});
+  rounds.run({primary(0, 5), primary(1, 6)});
+  EXPECT_EQ(rounds.primaryId(), 1u);
+  rounds.run({primary(0, 5), down(1)});
+  EXPECT_EQ(rounds.primaryId(), std::nullopt);
+  EXPECT_EQ(rounds.table().primaryProblem,
+            "stale primary: 127.0.0.1:5432 answers pg_is_in_recovery() = false on timeline 5 but "
+            "127.0.0.1:5433 (unhealthy) was primary on later timeline 6; refusing writes");
+  rounds.run({primary(0, 5), answer(1, true, 6, 0)});  // back, but as a replica
+  EXPECT_EQ(rounds.primaryId(), 0u);
+  rounds.run({primary(0, 5), primary(1, 7)});
+  rounds.run({primary(0, 5), down(1)});
+  EXPECT_EQ(rounds.primaryId(), std::nullopt);
+  rounds.run({primary(0, 5)});  // removed from the candidates
+  EXPECT_EQ(rounds.primaryId(), 0u);
+}
+
+// An unhealthy former primary on an older timeline does not block the newer primary.
+TEST(TableBuilder, OlderUnhealthyPrimaryDoesNotBlockElection) {
+  Rounds rounds(HealthPolicy{.unhealthyAfter = 1, .healthyAfter = 1});
+  rounds.run({primary(0, 3), replica(1)});
+  rounds.run({down(0), primary(1, 4)});
+  EXPECT_EQ(rounds.primaryId(), 1u);
+  EXPECT_EQ(rounds.table().primaryProblem, "");
 }
 
 // No node answering f: no primary, and the problem says so and lists unhealthy nodes.
@@ -292,7 +324,7 @@ TEST(TableBuilder, BumpsVersionOnlyOnRoutingChange) {
   EXPECT_NE(changed_at, std::chrono::system_clock::time_point{});
   EXPECT_EQ(rounds.run({primary(1, 1, 900), replica(2, 100, 9.0)}).version, 1u);
   EXPECT_EQ(rounds.table().changedAt, changed_at);
-  EXPECT_EQ(rounds.node(2).lagBytes, 800u);  // lag still refreshed
+  EXPECT_EQ(rounds.node(2).lagBytes, 800u);                  // lag still refreshed
   EXPECT_EQ(rounds.run({primary(1), down(2)}).version, 1u);  // failure within hysteresis
   EXPECT_EQ(rounds.run({primary(1), down(2)}).version, 2u);  // replica leaves
   EXPECT_EQ(rounds.run({primary(1), replica(2)}).version, 3u);

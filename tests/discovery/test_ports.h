@@ -1,4 +1,5 @@
-// Loopback ports for discovery tests: a port with nothing listening, and a server that never answers.
+// Loopback ports for discovery tests: a port with nothing listening, and a server that never
+// answers.
 #pragma once
 
 #include <arpa/inet.h>

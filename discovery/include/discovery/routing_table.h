@@ -25,9 +25,9 @@ struct NodeState {
   NodeRole role = NodeRole::Unknown;  // from the last successful probe
   NodeHealth health = NodeHealth::Unknown;
   std::uint32_t timeline = 0;
-  std::uint64_t walLsn = 0;                 // replay LSN on replicas, current LSN on a primary
-  std::optional<std::uint64_t> lagBytes;    // replicas: primary LSN - replay LSN
-  std::optional<double> lagSeconds;         // replicas: now() - pg_last_xact_replay_timestamp()
+  std::uint64_t walLsn = 0;               // replay LSN on replicas, current LSN on a primary
+  std::optional<std::uint64_t> lagBytes;  // replicas: primary LSN - replay LSN
+  std::optional<double> lagSeconds;       // replicas: now() - pg_last_xact_replay_timestamp()
   std::chrono::system_clock::time_point lastProbe{};  // last probe attempt
   std::chrono::microseconds probeLatency{0};
   std::string lastError;  // empty when the last probe succeeded

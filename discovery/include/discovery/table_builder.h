@@ -1,4 +1,4 @@
-// Pure decisions: from one round of probe results to the next routing table (roles, hysteresis, primary election).
+// Pure decisions from one probe round to the next routing table: hysteresis, roles, election.
 #pragma once
 
 #include <chrono>
