@@ -485,11 +485,16 @@ def write_chart(png: Path, summary: dict, scenarios: list[Scenario], targets: li
     if not proxies or "direct" not in targets:
         return "chart needs direct and at least one proxy"
     dat = os.path.join(tmp, "ratio.dat")
+    ymax = 1.6  # PgBouncer's -C ratio can be 5x and more: clip the axis and print such values on the bar
+    labels = []
     with open(dat, "w") as f:
-        f.write("scenario " + " ".join(proxies) + "\n")
-        for sc in scenarios:
+        for i, sc in enumerate(scenarios):
             vals = [summary[sc.key][t]["ratio"] for t in proxies]
             f.write('"' + sc.label + '" ' + " ".join("NaN" if v is None else f"{v:.4f}" for v in vals) + "\n")
+            for j, v in enumerate(vals):
+                if v is not None and v > ymax:
+                    x = i + (j - (len(proxies) - 1) / 2) / (len(proxies) + 1)
+                    labels.append(f"set label '{v:.1f}x' at first {x + 0.14:.3f}, first {ymax * 0.95:.2f} left front")
     cols = " , ".join(f"'{dat}' using {i + 2}:xtic(1) title '{p}'" for i, p in enumerate(proxies))
     script = f"""
 set terminal pngcairo size 1200,600 font ',10'
@@ -500,14 +505,14 @@ set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
-set yrange [0:*]
+set yrange [0:{ymax}]
+{chr(10).join(labels)}
 set grid ytics
-set key outside right top
+set key outside top center horizontal maxrows 1
 set xtics rotate by -30 left
-set arrow from graph 0, first 1.0 to graph 1, first 1.0 nohead lc rgb 'black' dt 2
-set arrow from graph 0, first 0.85 to graph 1, first 0.85 nohead lc rgb 'red' dt 3
-set label 'pgkeel target 0.85 (16 clients)' at graph 0.01, first 0.87 tc rgb 'red'
-plot {cols}
+plot {cols}, \\
+     1.0 with lines lc rgb 'black' dt 2 title 'direct', \\
+     0.85 with lines lc rgb 'red' dt 3 lw 2 title 'pgkeel target at 16 clients'
 """
     gp = os.path.join(tmp, "chart.gp")
     Path(gp).write_text(script)
@@ -709,6 +714,9 @@ def main(argv: list[str]) -> int:
             if runs:
                 report(args, command, targets, notes, scenarios, runs, round_loads, logs, stop_codes,
                        pg_log_lines, started_at, time.monotonic() - t_start, tmp_root, exit_code)
+        except Exception as exc:  # noqa: BLE001 - still remove the temporary directory
+            log(f"error: writing the results failed: {exc!r}")
+            exit_code = exit_code or 1
         finally:
             shutil.rmtree(tmp_root, ignore_errors=True)
     return exit_code
@@ -721,8 +729,8 @@ def report(args, command, targets, notes, scenarios, runs, round_loads, logs, st
     if not re.fullmatch(r"[0-9a-f]{4,40}", commit):
         commit = "nocommit"
     dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     md_path = Path(args.output) if args.output else RESULTS_DIR / f"{started_at:%Y-%m-%d}-{commit}.md"
+    md_path.parent.mkdir(parents=True, exist_ok=True)
     png_path = md_path.with_suffix(".png")
     json_path = md_path.with_suffix(".json")
 

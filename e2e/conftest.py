@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import shutil
 import signal
 import sys
 
@@ -17,13 +18,16 @@ TEST_TIMEOUT = int(os.environ.get("PGKEEL_E2E_TEST_TIMEOUT", "90"))  # seconds p
 
 
 @pytest.fixture(scope="session")
-def pgkeel_bin() -> str:
-    """Path of the pgkeel binary under test; a missing binary is an error, not a skip."""
+def pgkeel_bin(tmp_path_factory) -> str:
+    """A private copy of the pgkeel binary under test (a rebuild during the run cannot swap it midway);
+    a missing binary is an error, not a skip."""
     path = pgkeel_binary()
     if not os.access(path, os.X_OK):
         pytest.fail(f"pgkeel binary not found at {path}: build it (cmake --build build) or set PGKEEL_BIN",
                     pytrace=False)
-    return path
+    copy = tmp_path_factory.mktemp("bin") / "pgkeel"
+    shutil.copy2(path, copy)
+    return str(copy)
 
 
 @pytest.fixture(scope="session")

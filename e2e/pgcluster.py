@@ -289,7 +289,9 @@ class PgCluster:
 
     def wait_caught_up(self, timeout: float = 30):
         """Until the replica has replayed everything the primary has written so far."""
-        lsn = query(self.primary.port, "select pg_current_wal_lsn()")
+        # A synchronous commit flushes all WAL before it; the write position is then its end.
+        lsn = query(self.primary.port, "set synchronous_commit = on; select txid_current(); "
+                                       "select pg_current_wal_lsn()").splitlines()[-1]
         wait_until(lambda: query(self.replica.port,
                                  f"select pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn") == "t",
                    timeout, what=f"replica replay past {lsn}")

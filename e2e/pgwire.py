@@ -153,6 +153,36 @@ def ssl_handshake_peer_cert(host: str, port: int, timeout: float = 10) -> bytes:
         sock.close()
 
 
+@dataclass
+class SslAnswer:
+    """What came back for an SSLRequest: the one-byte answer, and (after 'N') the answer to a StartupMessage."""
+    ssl_byte: bytes
+    error_fields: dict = field(default_factory=dict)   # when the SSLRequest itself got an ErrorResponse
+    after_startup: StartupResult | None = None
+
+
+def ssl_request_answer(host: str, port: int, timeout: float = 10) -> SslAnswer:
+    """Send SSLRequest; on 'N' continue in plain text with a StartupMessage and report how that ended."""
+    deadline = time.monotonic() + timeout
+    sock = socket.create_connection((host, port), timeout=timeout)
+    try:
+        sock.sendall(struct.pack("!II", 8, SSL_REQUEST_CODE))
+        try:
+            first = _recv_exact(sock, 1)
+        except EOFError:
+            return SslAnswer(b"")
+        if first == b"E":
+            rest = _recv_exact(sock, 4)
+            body = _recv_exact(sock, struct.unpack("!I", rest)[0] - 4)
+            return SslAnswer(first, error_fields=parse_error_fields(body))
+        if first != b"N":
+            return SslAnswer(first)
+        sock.sendall(startup_packet())
+        return SslAnswer(first, after_startup=read_until_ready(sock, deadline))
+    finally:
+        sock.close()
+
+
 def connect_refused(host: str, port: int, timeout: float = 1) -> bool:
     """True when a TCP connect to host:port is refused (nobody listens)."""
     try:

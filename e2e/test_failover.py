@@ -8,7 +8,7 @@ import psycopg2
 import pytest
 
 import pgwire
-from e2e_util import connect, identity, one, poll, with_timeout
+from e2e_util import connect, identity, one, poll, run_psql, with_timeout
 
 
 def session_broken(conn) -> bool:
@@ -93,16 +93,32 @@ def test_no_primary_fails_after_primary_wait(new_cluster, pgkeel_factory):
     assert 0.8 <= res.elapsed <= 4.0, f"answered after {res.elapsed:.2f}s"
     assert res.fields.get("S") in ("FATAL", "ERROR"), res.fields
 
-    # libpq clients see the message too.
-    with pytest.raises(psycopg2.OperationalError) as exc:
-        connect(pk.dsn("primary"))
-    assert "primary" in str(exc.value).lower()
-
     assert identity(pk.dsn("replica")) == (True, c.replica_port)
 
     c.promote_replica()
     poll(lambda: identity(pk.dsn("primary")) == (False, c.replica_port), timeout=5, interval=0.05,
          what="the primary port to work again after the promotion")
+
+
+def test_no_primary_message_reaches_libpq_clients(new_cluster, pgkeel_factory):
+    """With no primary, a libpq client (psycopg2 and psql, default sslmode=prefer, so they open with an
+    SSLRequest) is shown pgkeel's message naming the missing primary. libpq >= 15.10 (CVE-2024-10977)
+    ignores any ErrorResponse sent as the answer to an SSLRequest, so pgkeel must answer 'N' first and send
+    its 57P03 after the StartupMessage, as PostgreSQL itself does."""
+    c = new_cluster()
+    pk = pgkeel_factory(c, flags={"primary_wait": "500ms"})
+    c.stop_node("primary")
+    poll(lambda: pgwire.try_startup("127.0.0.1", pk.primary_port, timeout=10).sqlstate == "57P03", timeout=10,
+         interval=0.1, what="57P03 once pgkeel saw the primary go")
+
+    answer = pgwire.ssl_request_answer("127.0.0.1", pk.primary_port, timeout=10)
+    assert answer.ssl_byte == b"N", f"SSLRequest answered {answer}"
+    assert answer.after_startup.sqlstate == "57P03", answer
+    with pytest.raises(psycopg2.OperationalError) as exc:
+        connect(pk.dsn("primary"))
+    assert "primary" in str(exc.value).lower(), str(exc.value)
+    res = run_psql(pk.primary_port, "-c", "select 1")
+    assert res.returncode == 2 and "primary" in res.stderr.lower(), res.stderr
 
 
 def test_connection_waiting_for_primary_succeeds_after_promotion(new_cluster, pgkeel_factory):

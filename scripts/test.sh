@@ -14,4 +14,4 @@ echo "== fuzz (start-up parser and backend scanner)"
 bash scripts/fuzz.sh "${PGKEEL_FUZZ_SECONDS:-20}"
 
 echo "== end-to-end (real PostgreSQL primary + streaming replica)"
-python3 -m pytest -q -p no:cacheprovider e2e "$@"
+/usr/bin/python3 -m pytest -q -p no:cacheprovider e2e "$@"

@@ -20,8 +20,7 @@ int main(int argc, char** argv) {
   common::setupLogging(o.logLevel, o.logFormat == config::LogFormat::Json ? common::LogStyle::Json
                                                                           : common::LogStyle::Text);
   spdlog::info("pgkeel {} starting", PGKEEL_VERSION);
-  app::App app(o, [invocation = parsed.invocation, env] {
-    return config::reloadOptions(invocation, env);
-  });
+  app::App app(
+      o, [invocation = parsed.invocation, env] { return config::reloadOptions(invocation, env); });
   return app.run();
 }

@@ -1,4 +1,5 @@
-// App: builds discovery, workers and listeners from Options, runs until a signal, shuts down in order.
+// App: builds discovery, workers and listeners from Options, runs until a signal, shuts down in
+// order.
 #include "app/app.h"
 
 #include <signal.h>
@@ -86,7 +87,8 @@ bool App::Impl::startDiscovery() {
   }
   auto owned = std::make_unique<discovery::StaticSource>(list);
   source = owned.get();
-  discoveryOwner = std::make_unique<discovery::DiscoveryService>(std::move(owned), discoveryOptions(options));
+  discoveryOwner =
+      std::make_unique<discovery::DiscoveryService>(std::move(owned), discoveryOptions(options));
   discovery = discoveryOwner.get();
   discovery->probeOnce();  // the first table exists before any client arrives
   discovery->subscribe([this](const discovery::RoutingTablePtr& table) {
@@ -107,14 +109,15 @@ bool App::Impl::listen(const std::string& address, ListenerRole role) {
     }
     manager->addListener(std::move(fd), role);
   }
-  spdlog::info("listening on {} for {} connections ({} workers)", parsed->str(), router::toString(role),
-               managers.size());
+  spdlog::info("listening on {} for {} connections ({} workers)", parsed->str(),
+               router::toString(role), managers.size());
   return true;
 }
 
 bool App::Impl::startWorkers() {
   const int count = options.workers > 0 ? options.workers : core::usableCpus();
-  const session::SharedState shared{discovery->handle(), load, cancels};
+  const session::SharedState shared{discovery->handle(), load, cancels,
+                                    [d = discovery] { d->probeNow(); }};
   for (int i = 0; i < count; ++i) {
     workers.push_back(std::make_unique<core::Worker>(i));
     managers.push_back(std::make_unique<session::SessionManager>(workers.back()->loop(), shared,

@@ -1,4 +1,5 @@
-// App: builds discovery, workers and listeners from Options, runs until a signal, shuts down in order.
+// App: builds discovery, workers and listeners from Options, runs until a signal, shuts down in
+// order.
 #pragma once
 
 #include <functional>

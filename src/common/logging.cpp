@@ -21,26 +21,33 @@ class JsonFormatter : public spdlog::formatter {
                                 spdlog::level::to_string_view(msg.level).size());
     line["thread"] = msg.thread_id;
     line["msg"] = std::string(msg.payload.data(), msg.payload.size());
-    const std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    const std::string text =
+        line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     dest.append(text.data(), text.data() + text.size());
   }
-  std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<JsonFormatter>(); }
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<JsonFormatter>();
+  }
 };
 
 }  // namespace
 
-void setLogLevel(const std::string& level) { spdlog::set_level(spdlog::level::from_str(level)); }
+void setLogLevel(const std::string& level) {
+  spdlog::set_level(spdlog::level::from_str(level));
+}
 
 void setupLogging(const std::string& level, LogStyle style) {
   static const auto logger = [] {
-    auto l = std::make_shared<spdlog::logger>("pgkeel", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    auto l = std::make_shared<spdlog::logger>("pgkeel",
+                                              std::make_shared<spdlog::sinks::stderr_sink_mt>());
     spdlog::set_default_logger(l);
     return l;
   }();
   if (style == LogStyle::Json)
     logger->set_formatter(std::make_unique<JsonFormatter>());
   else
-    logger->set_formatter(std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ [%t] %v"));
+    logger->set_formatter(
+        std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%e%z %^%l%$ [%t] %v"));
   setLogLevel(level);
   logger->flush_on(spdlog::level::trace);
 }

@@ -11,7 +11,9 @@
 namespace pgkeel::core {
 namespace {
 
-[[noreturn]] void fail(const char* what) { throw std::system_error(errno, std::generic_category(), what); }
+[[noreturn]] void fail(const char* what) {
+  throw std::system_error(errno, std::generic_category(), what);
+}
 
 // Marks the wake eventfd in epoll_data; handlers are never at this address.
 IoHandler* const kWakeMarker = nullptr;
@@ -44,7 +46,9 @@ void EventLoop::modify(int fd, std::uint32_t events, IoHandler* handler) {
   assert(rc == 0);
 }
 
-void EventLoop::remove(int fd) { ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr); }
+void EventLoop::remove(int fd) {
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+}
 
 EventLoop::TimerId EventLoop::addTimer(Clock::duration after, Task task) {
   const TimerId id = nextTimer_++;
@@ -53,7 +57,9 @@ EventLoop::TimerId EventLoop::addTimer(Clock::duration after, Task task) {
   return id;
 }
 
-void EventLoop::cancelTimer(TimerId id) { timerTasks_.erase(id); }
+void EventLoop::cancelTimer(TimerId id) {
+  timerTasks_.erase(id);
+}
 
 void EventLoop::post(Task task) {
   {

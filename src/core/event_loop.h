@@ -17,7 +17,8 @@ namespace pgkeel::core {
 
 using Clock = std::chrono::steady_clock;
 
-// Receives readiness for the one fd it was registered with (an owner with two fds has two handlers). `events` is the epoll mask (EPOLLIN, EPOLLOUT...).
+// Receives readiness for the one fd it was registered with (an owner with two fds has two
+// handlers). `events` is the epoll mask (EPOLLIN, EPOLLOUT...).
 class IoHandler {
  public:
   virtual void onIo(std::uint32_t events) = 0;

@@ -20,7 +20,8 @@ bool setInt(int fd, int level, int name, int value) {
 bool splitHostPort(const std::string& text, std::string& host, std::string& port) {
   if (!text.empty() && text.front() == '[') {
     const auto close = text.find(']');
-    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') return false;
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return false;
     host = text.substr(1, close - 1);
     port = text.substr(close + 2);
     return true;
@@ -46,14 +47,16 @@ std::string SocketAddress::str() const {
   return "[" + std::string(buf) + "]:" + std::to_string(ntohs(in6->sin6_port));
 }
 
-std::optional<SocketAddress> resolve(const std::string& host, std::uint16_t port, std::string* error) {
+std::optional<SocketAddress> resolve(const std::string& host, std::uint16_t port,
+                                     std::string* error) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_NUMERICSERV | (host.empty() ? AI_PASSIVE : 0);
   addrinfo* found = nullptr;
   const std::string service = std::to_string(port);
-  const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &found);
+  const int rc =
+      ::getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &found);
   if (rc != 0 || found == nullptr) {
     if (error) *error = "cannot resolve '" + host + "': " + ::gai_strerror(rc);
     return std::nullopt;
@@ -103,7 +106,8 @@ ConnectStart connectNonBlocking(const SocketAddress& address) {
     start.error = errno;
     return start;
   }
-  if (::connect(start.fd.get(), reinterpret_cast<const sockaddr*>(&address.storage), address.length) == 0)
+  if (::connect(start.fd.get(), reinterpret_cast<const sockaddr*>(&address.storage),
+                address.length) == 0)
     return start;
   if (errno == EINPROGRESS) {
     start.inProgress = true;
@@ -121,7 +125,9 @@ int connectError(int fd) {
   return error;
 }
 
-void setNoDelay(int fd) { setInt(fd, IPPROTO_TCP, TCP_NODELAY, 1); }
+void setNoDelay(int fd) {
+  setInt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+}
 
 void setKeepalive(int fd, bool on) {
   setInt(fd, SOL_SOCKET, SO_KEEPALIVE, on ? 1 : 0);

@@ -20,7 +20,8 @@ struct SocketAddress {
 
 // Resolves "host" + port to one address: numeric hosts without a lookup, names with getaddrinfo
 // (blocking; names in candidates are resolved when a session connects). Empty on failure.
-std::optional<SocketAddress> resolve(const std::string& host, std::uint16_t port, std::string* error);
+std::optional<SocketAddress> resolve(const std::string& host, std::uint16_t port,
+                                     std::string* error);
 
 // Parses "ADDR:PORT" / "[v6]:PORT" with numeric or named ADDR ("*" and "" mean any).
 std::optional<SocketAddress> parseListenAddress(const std::string& text, std::string* error);

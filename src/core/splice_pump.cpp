@@ -1,4 +1,5 @@
-// SplicePump: moves one direction of a TCP pair through a kernel pipe with splice(2), no user-space copy.
+// SplicePump: moves one direction of a TCP pair through a kernel pipe with splice(2), no user-space
+// copy.
 #include "core/splice_pump.h"
 
 #include <fcntl.h>

@@ -18,7 +18,9 @@ class NodeLoad {
   }
 
  private:
-  std::atomic<std::int32_t>& slot(discovery::NodeId id) { return active_[id % discovery::kMaxNodes]; }
+  std::atomic<std::int32_t>& slot(discovery::NodeId id) {
+    return active_[id % discovery::kMaxNodes];
+  }
   std::array<std::atomic<std::int32_t>, discovery::kMaxNodes> active_{};
 };
 

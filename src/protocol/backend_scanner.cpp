@@ -1,4 +1,5 @@
-// Follows the server's byte stream during start-up to find BackendKeyData and the first ReadyForQuery.
+// Follows the server's byte stream during start-up to find BackendKeyData and the first
+// ReadyForQuery.
 #include "protocol/backend_scanner.h"
 
 #include <algorithm>
@@ -13,7 +14,9 @@ std::int32_t readI32(const std::uint8_t* p) {
                                    (std::uint32_t{p[2]} << 8) | std::uint32_t{p[3]});
 }
 
-char tagOf(BackendTag t) { return static_cast<char>(t); }
+char tagOf(BackendTag t) {
+  return static_cast<char>(t);
+}
 
 }  // namespace
 

@@ -1,4 +1,5 @@
-// Follows the server's byte stream during start-up to find BackendKeyData and the first ReadyForQuery.
+// Follows the server's byte stream during start-up to find BackendKeyData and the first
+// ReadyForQuery.
 #pragma once
 
 #include <array>
@@ -38,7 +39,7 @@ class BackendScanner {
   State state_ = State::Scanning;
   std::array<std::uint8_t, 5> header_{};
   std::size_t headerFill_ = 0;
-  std::uint32_t bodyLeft_ = 0;   // body bytes of the current message still to come
+  std::uint32_t bodyLeft_ = 0;  // body bytes of the current message still to come
   std::uint32_t bodySeen_ = 0;
   std::array<std::uint8_t, 8> keyBytes_{};
   std::optional<CancelKey> cancelKey_;

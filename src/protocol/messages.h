@@ -1,4 +1,5 @@
-// PostgreSQL protocol constants: start-up request codes and message type bytes, named as in the docs.
+// PostgreSQL protocol constants: start-up request codes and message type bytes, named as in the
+// docs.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,5 @@
-// Parsing of the first packet a client sends: StartupMessage, SSLRequest, GSSENCRequest, CancelRequest.
+// Parsing of the first packet a client sends: StartupMessage, SSLRequest, GSSENCRequest,
+// CancelRequest.
 #include "protocol/startup.h"
 
 #include "protocol/messages.h"
@@ -48,7 +49,8 @@ StartupParse parseParameters(std::span<const std::uint8_t> b, std::uint32_t leng
     r.packet.parameters.emplace_back(std::move(*name), std::move(*value));
   }
   if (at + 1 != length) return invalid("invalid startup packet layout: bytes after terminator");
-  if (!r.packet.parameter("user")) return invalid("no PostgreSQL user name specified in startup packet");
+  if (!r.packet.parameter("user"))
+    return invalid("no PostgreSQL user name specified in startup packet");
   r.status = ParseStatus::Ok;
   r.length = length;
   return r;
@@ -74,7 +76,8 @@ std::optional<std::string_view> StartupPacket::parameter(std::string_view name) 
 StartupParse parseStartup(std::span<const std::uint8_t> bytes) {
   if (bytes.size() < 8) return {};
   const std::uint32_t length = readU32(bytes, 0);
-  if (length < 8 || length > kMaxStartupPacketLength) return invalid("invalid length of startup packet");
+  if (length < 8 || length > kMaxStartupPacketLength)
+    return invalid("invalid length of startup packet");
   if (bytes.size() < length) return {};
   const std::uint32_t code = readU32(bytes, 4);
   if (code == kSslRequestCode) return fixedLength(StartupKind::SslRequest, length, 8);

@@ -1,4 +1,5 @@
-// Parsing of the first packet a client sends: StartupMessage, SSLRequest, GSSENCRequest, CancelRequest.
+// Parsing of the first packet a client sends: StartupMessage, SSLRequest, GSSENCRequest,
+// CancelRequest.
 #pragma once
 
 #include <cstdint>
@@ -21,9 +22,9 @@ struct CancelKey {
 
 struct StartupPacket {
   StartupKind kind = StartupKind::Startup;
-  std::uint32_t protocolVersion = 0;  // StartupMessage only
+  std::uint32_t protocolVersion = 0;                            // StartupMessage only
   std::vector<std::pair<std::string, std::string>> parameters;  // StartupMessage only
-  CancelKey cancelKey;                                           // CancelRequest only
+  CancelKey cancelKey;                                          // CancelRequest only
 
   std::optional<std::string_view> parameter(std::string_view name) const;
 };

@@ -1,4 +1,5 @@
-// RoutingPolicy: which node a new connection gets, and whether an open session may stay on its node.
+// RoutingPolicy: which node a new connection gets, and whether an open session may stay on its
+// node.
 #include "router/routing_policy.h"
 
 #include <algorithm>
@@ -37,13 +38,18 @@ std::string noPrimaryText(const discovery::RoutingTable& table) {
 
 }  // namespace
 
-const char* toString(ListenerRole role) { return role == ListenerRole::Primary ? "primary" : "replica"; }
+const char* toString(ListenerRole role) {
+  return role == ListenerRole::Primary ? "primary" : "replica";
+}
 
 const char* toString(Verdict verdict) {
   switch (verdict) {
-    case Verdict::Stay: return "stay";
-    case Verdict::NodeDemoted: return "node_demoted";
-    case Verdict::NodeLeft: return "node_left";
+    case Verdict::Stay:
+      return "stay";
+    case Verdict::NodeDemoted:
+      return "node_demoted";
+    case Verdict::NodeLeft:
+      return "node_left";
   }
   return "?";
 }
@@ -71,7 +77,8 @@ RouteDecision chooseNode(ListenerRole role, const discovery::RoutingTable& table
   return decision;
 }
 
-Verdict reviewSession(ListenerRole role, discovery::NodeId node, const discovery::RoutingTable& table) {
+Verdict reviewSession(ListenerRole role, discovery::NodeId node,
+                      const discovery::RoutingTable& table) {
   const NodeState* state = table.find(node);
   if (!state || !state->healthy()) return Verdict::NodeLeft;
   if (role == ListenerRole::Primary && !table.isPrimary(node)) return Verdict::NodeDemoted;

@@ -1,4 +1,5 @@
-// RoutingPolicy: which node a new connection gets, and whether an open session may stay on its node.
+// RoutingPolicy: which node a new connection gets, and whether an open session may stay on its
+// node.
 #pragma once
 
 #include <span>
@@ -32,6 +33,7 @@ const char* toString(Verdict verdict);
 
 // Primary port: the node must still be the elected primary. Replica port: it must still be a
 // healthy member (a replica, or the primary it fell back to).
-Verdict reviewSession(ListenerRole role, discovery::NodeId node, const discovery::RoutingTable& table);
+Verdict reviewSession(ListenerRole role, discovery::NodeId node,
+                      const discovery::RoutingTable& table);
 
 }  // namespace pgkeel::router

@@ -37,22 +37,35 @@ std::chrono::milliseconds until(Clock::time_point deadline) {
 
 const char* toString(Session::State state) {
   switch (state) {
-    case Session::State::ReadingStartup: return "reading_startup";
-    case Session::State::WaitingForNode: return "waiting_for_node";
-    case Session::State::Connecting: return "connecting";
-    case Session::State::ConnectBackoff: return "connect_backoff";
-    case Session::State::AwaitingEncryptionAnswer: return "awaiting_encryption_answer";
-    case Session::State::Authenticating: return "authenticating";
-    case Session::State::Streaming: return "streaming";
-    case Session::State::Closing: return "closing";
-    case Session::State::Closed: return "closed";
+    case Session::State::ReadingStartup:
+      return "reading_startup";
+    case Session::State::WaitingForNode:
+      return "waiting_for_node";
+    case Session::State::Connecting:
+      return "connecting";
+    case Session::State::ConnectBackoff:
+      return "connect_backoff";
+    case Session::State::AwaitingEncryptionAnswer:
+      return "awaiting_encryption_answer";
+    case Session::State::Authenticating:
+      return "authenticating";
+    case Session::State::Streaming:
+      return "streaming";
+    case Session::State::Closing:
+      return "closing";
+    case Session::State::Closed:
+      return "closed";
   }
   return "?";
 }
 
 Session::Session(SessionManager& manager, std::uint64_t id, core::Fd client,
                  const sockaddr_storage& peer, router::ListenerRole role)
-    : manager_(manager), id_(id), role_(role), client_(std::move(client)), peer_(peer),
+    : manager_(manager),
+      id_(id),
+      role_(role),
+      client_(std::move(client)),
+      peer_(peer),
       started_(Clock::now()) {}
 
 Session::~Session() = default;
@@ -131,10 +144,14 @@ void Session::handleStartupPacket(const protocol::StartupParse& parsed) {
 void Session::pumpClientToServer() {
   switch (clientToServer_->pump(client_.get(), server_.get())) {
     case SplicePump::Status::Idle:
-    case SplicePump::Status::DestBlocked: return;
-    case SplicePump::Status::SourceClosed: return close(CloseReason::ClientClosed);
-    case SplicePump::Status::SourceError: return close(CloseReason::ClientError);
-    case SplicePump::Status::DestError: return close(CloseReason::ServerError);
+    case SplicePump::Status::DestBlocked:
+      return;
+    case SplicePump::Status::SourceClosed:
+      return close(CloseReason::ClientClosed);
+    case SplicePump::Status::SourceError:
+      return close(CloseReason::ClientError);
+    case SplicePump::Status::DestError:
+      return close(CloseReason::ServerError);
   }
 }
 
@@ -168,8 +185,8 @@ void Session::waitForNode(const std::string& missing) {
   const auto now = Clock::now();
   if (!waitDeadline_) {
     waitDeadline_ = now + manager_.settings().primaryWait;
-    spdlog::debug("{}: waiting up to {} ms: {}", describe(), manager_.settings().primaryWait.count(),
-                  missing);
+    spdlog::debug("{}: waiting up to {} ms: {}", describe(),
+                  manager_.settings().primaryWait.count(), missing);
   }
   if (now >= *waitDeadline_)
     return failWith(CloseReason::NoNode, protocol::sqlstate::kCannotConnectNow,
@@ -179,7 +196,9 @@ void Session::waitForNode(const std::string& missing) {
   setTimer(until(*waitDeadline_), &Session::onWaitExpired);
 }
 
-void Session::onWaitExpired() { route(); }
+void Session::onWaitExpired() {
+  route();
+}
 
 void Session::connectTo(const discovery::NodeState& node) {
   if (!connectDeadline_) connectDeadline_ = Clock::now() + manager_.settings().connectTimeout;
@@ -200,7 +219,9 @@ void Session::connectTo(const discovery::NodeState& node) {
            &Session::onConnectTimeout);
 }
 
-void Session::onConnectTimeout() { retryConnect("timed out"); }
+void Session::onConnectTimeout() {
+  retryConnect("timed out");
+}
 
 void Session::onConnectResult(int error) {
   if (error != 0) return retryConnect(std::strerror(error));
@@ -210,6 +231,7 @@ void Session::onConnectResult(int error) {
 void Session::retryConnect(const std::string& why) {
   spdlog::debug("{}: connect to {} failed: {}", describe(), nodeEndpoint_.str(), why);
   if (node_) failedNodes_.push_back(*node_);
+  manager_.shared().nodeSuspect();
   detachServer();
   clearTimer();
   if (Clock::now() >= *connectDeadline_)
@@ -217,7 +239,8 @@ void Session::retryConnect(const std::string& why) {
                     "pgkeel: could not connect to " + std::string(router::toString(role_)) +
                         " node " + nodeEndpoint_.str() + ": " + why);
   ++connectAttempts_;
-  const auto backoff = std::min<std::chrono::milliseconds>(25ms * (1 << std::min(connectAttempts_, 6)), 1s);
+  const auto backoff =
+      std::min<std::chrono::milliseconds>(25ms * (1 << std::min(connectAttempts_, 6)), 1s);
   state_ = State::ConnectBackoff;
   setTimer(std::min(backoff, until(*connectDeadline_)), &Session::route);
 }
@@ -330,10 +353,14 @@ void Session::pumpServerToClient() {
   if (!flushToClient()) return;
   switch (serverToClient_->pump(server_.get(), client_.get())) {
     case SplicePump::Status::Idle:
-    case SplicePump::Status::DestBlocked: return;
-    case SplicePump::Status::SourceClosed: return close(CloseReason::ServerClosed);
-    case SplicePump::Status::SourceError: return close(CloseReason::ServerError);
-    case SplicePump::Status::DestError: return close(CloseReason::ClientError);
+    case SplicePump::Status::DestBlocked:
+      return;
+    case SplicePump::Status::SourceClosed:
+      return close(CloseReason::ServerClosed);
+    case SplicePump::Status::SourceError:
+      return close(CloseReason::ServerError);
+    case SplicePump::Status::DestError:
+      return close(CloseReason::ClientError);
   }
 }
 
@@ -347,7 +374,8 @@ void Session::onTable(const discovery::RoutingTable& table) {
     const auto verdict = router::reviewSession(role_, *node_, table);
     if (verdict == router::Verdict::Stay) return;
     if (state_ == State::Connecting) return retryConnect(router::toString(verdict));
-    close(verdict == router::Verdict::NodeDemoted ? CloseReason::NodeDemoted : CloseReason::NodeLeft);
+    close(verdict == router::Verdict::NodeDemoted ? CloseReason::NodeDemoted
+                                                  : CloseReason::NodeLeft);
   }
   if (state_ != State::Closed) updateInterest();
 }
@@ -367,7 +395,9 @@ void Session::failWith(CloseReason reason, const protocol::SqlState& state, std:
   if (state_ != State::Closed) setTimer(1s, &Session::onClosingTimeout);
 }
 
-void Session::onClosingTimeout() { close(closingReason_); }
+void Session::onClosingTimeout() {
+  close(closingReason_);
+}
 
 void Session::setTimer(std::chrono::milliseconds after, void (Session::*handler)()) {
   clearTimer();
@@ -389,18 +419,29 @@ void Session::updateInterest() {
   const bool downBlocked =
       !toClient_.empty() || (serverToClient_ && serverToClient_->pending() > 0);
   switch (state_) {
-    case State::ReadingStartup: client = kRead; break;
+    case State::ReadingStartup:
+      client = kRead;
+      break;
     case State::WaitingForNode:
-    case State::ConnectBackoff: client = kHangup; break;
-    case State::Connecting: client = kHangup, server = kWrite; break;
-    case State::AwaitingEncryptionAnswer: client = kHangup, server = kRead; break;
+    case State::ConnectBackoff:
+      client = kHangup;
+      break;
+    case State::Connecting:
+      client = kHangup, server = kWrite;
+      break;
+    case State::AwaitingEncryptionAnswer:
+      client = kHangup, server = kRead;
+      break;
     case State::Authenticating:
     case State::Streaming:
       client = (upBlocked ? 0 : kRead) | (downBlocked ? kWrite : 0);
       server = (downBlocked ? 0 : kRead) | (upBlocked ? kWrite : 0);
       break;
-    case State::Closing: client = kWrite; break;
-    case State::Closed: return;
+    case State::Closing:
+      client = kWrite;
+      break;
+    case State::Closed:
+      return;
   }
   setInterest(client_.get(), clientInterest_, client, &clientSide_);
   if (server_) setInterest(server_.get(), serverInterest_, server, &serverSide_);

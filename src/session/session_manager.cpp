@@ -1,4 +1,5 @@
-// SessionManager: one worker's sessions, listeners, cancel forwarders and view of the routing table.
+// SessionManager: one worker's sessions, listeners, cancel forwarders and view of the routing
+// table.
 #include "session/session_manager.h"
 
 #include <spdlog/spdlog.h>
@@ -23,9 +24,12 @@ void SessionManager::addListener(core::Fd listener, router::ListenerRole role) {
   acceptors_.push_back(std::make_unique<Acceptor>(*this, std::move(listener), role));
 }
 
-void SessionManager::stopAccepting() { acceptors_.clear(); }
+void SessionManager::stopAccepting() {
+  acceptors_.clear();
+}
 
-void SessionManager::adopt(core::Fd client, const sockaddr_storage& peer, router::ListenerRole role) {
+void SessionManager::adopt(core::Fd client, const sockaddr_storage& peer,
+                           router::ListenerRole role) {
   ++counters_.accepted[static_cast<std::size_t>(role)];
   auto session = std::make_unique<Session>(*this, nextId_++, std::move(client), peer, role);
   Session* raw = session.get();

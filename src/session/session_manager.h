@@ -1,4 +1,5 @@
-// SessionManager: one worker's sessions, listeners, cancel forwarders and view of the routing table.
+// SessionManager: one worker's sessions, listeners, cancel forwarders and view of the routing
+// table.
 #pragma once
 
 #include <sys/socket.h>
@@ -7,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -37,6 +39,8 @@ struct SharedState {
   const discovery::RoutingTableHandle& tables;
   pool::NodeLoad& load;
   CancelRegistry& cancels;
+  // Thread-safe: a connect to a node failed; discovery should look again now, not next interval.
+  std::function<void()> nodeSuspect = [] {};
 };
 
 // Counters owned by one worker (plain integers: only its thread writes them).

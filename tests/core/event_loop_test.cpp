@@ -42,7 +42,12 @@ TEST(EventLoop, PostRunsOnLoopThread) {
 TEST(EventLoop, DeferredTasksRun) {
   EventLoop loop;
   bool ran = false;
-  loop.addTimer(1ms, [&] { loop.defer([&] { ran = true; loop.stop(); }); });
+  loop.addTimer(1ms, [&] {
+    loop.defer([&] {
+      ran = true;
+      loop.stop();
+    });
+  });
   loop.run();
   EXPECT_TRUE(ran);
 }

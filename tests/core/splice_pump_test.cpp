@@ -57,7 +57,8 @@ TEST(SplicePump, MovesBytesIntact) {
       if (n > 0) sent += static_cast<std::size_t>(n);
     }
     ASSERT_NE(pump.pump(src.get(), dst.get()), SplicePump::Status::SourceError);
-    received += readAll(dstReader.get(), std::min<std::size_t>(pump.moved() - received.size(), 1 << 16));
+    received +=
+        readAll(dstReader.get(), std::min<std::size_t>(pump.moved() - received.size(), 1 << 16));
   }
   EXPECT_EQ(received, payload);
   EXPECT_EQ(pump.moved(), payload.size());

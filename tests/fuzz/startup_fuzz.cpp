@@ -8,7 +8,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace pgkeel::protocol;
   const auto parsed = parseStartup({data, size});
-  if (parsed.status == ParseStatus::Ok && (parsed.length < 8 || parsed.length > size)) __builtin_trap();
+  if (parsed.status == ParseStatus::Ok && (parsed.length < 8 || parsed.length > size))
+    __builtin_trap();
   BackendScanner scanner;
   const std::size_t half = size / 2;
   scanner.feed({data, half});

@@ -1,4 +1,5 @@
-// Tests for the routing policy: primary port, replica port with least connections, fallback, reviews.
+// Tests for the routing policy: primary port, replica port with least connections, fallback,
+// reviews.
 #include "router/routing_policy.h"
 
 #include <gtest/gtest.h>
@@ -50,7 +51,8 @@ TEST(RoutingPolicy, NoPrimaryNamesTheProblem) {
 // Replicas are chosen by least active connections.
 TEST(RoutingPolicy, ReplicaPortPicksLeastLoaded) {
   pool::NodeLoad load;
-  auto t = table({node(1, NodeRole::Primary), node(2, NodeRole::Replica), node(3, NodeRole::Replica)}, 0);
+  auto t = table(
+      {node(1, NodeRole::Primary), node(2, NodeRole::Replica), node(3, NodeRole::Replica)}, 0);
   load.acquire(2);
   EXPECT_EQ(chooseNode(ListenerRole::Replica, t, load, {}).node->id, 3u);
   load.acquire(3);
@@ -61,7 +63,8 @@ TEST(RoutingPolicy, ReplicaPortPicksLeastLoaded) {
 // Unhealthy replicas are skipped; with none left the primary serves reads when fallback is on.
 TEST(RoutingPolicy, FallsBackToPrimaryWhenNoReplicaIsHealthy) {
   pool::NodeLoad load;
-  auto t = table({node(1, NodeRole::Primary), node(2, NodeRole::Replica, NodeHealth::Unhealthy)}, 0);
+  auto t =
+      table({node(1, NodeRole::Primary), node(2, NodeRole::Replica, NodeHealth::Unhealthy)}, 0);
   auto d = chooseNode(ListenerRole::Replica, t, load, {});
   ASSERT_TRUE(d.node);
   EXPECT_EQ(d.node->id, 1u);
