@@ -26,3 +26,8 @@ echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createclus
 echo "install-deps: installing ${missing[*]}"
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+# pgbouncer and haproxy are benchmark peers, started by bench/ on ports it picks; Debian's own
+# services would hold 127.0.0.1:6432 (pgbouncer) where the demo listens.
+if [ -d /run/systemd/system ]; then
+  $SUDO systemctl disable --now pgbouncer haproxy >/dev/null 2>&1 || true
+fi

@@ -93,6 +93,8 @@ void Session::onClientIo(std::uint32_t events) {
       return readStartup();
     case State::Authenticating:
     case State::Streaming:
+      // A reset: what the pipes still hold cannot be delivered, and level-triggered ERR repeats.
+      if (events & EPOLLERR) return close(CloseReason::ClientError);
       if (events & kWrite) onClientWritable();
       if (state_ != State::Closed && (events & (kRead | EPOLLHUP | EPOLLERR))) pumpClientToServer();
       return;
@@ -290,13 +292,15 @@ void Session::onServerIo(std::uint32_t events) {
       return readEncryptionAnswer();
     case State::Authenticating:
     case State::Streaming:
+      if (events & EPOLLERR) return close(CloseReason::ServerError);
       if ((events & kWrite) &&
           clientToServer_->flush(server_.get()) == SplicePump::Status::DestError)
         return close(CloseReason::ServerError);
       if (!(events & (kRead | EPOLLHUP | EPOLLERR))) return;
       if (state_ == State::Authenticating) return readAuthenticating();
       return pumpServerToClient();
-    default:
+    default:  // connected but not read from (the client is choosing its next packet)
+      if (events & (EPOLLHUP | EPOLLERR)) close(CloseReason::ServerClosed);
       return;
   }
 }
