@@ -67,3 +67,37 @@ def test_sigint_without_sessions_exits_promptly(pgkeel_factory, cluster):
     pk.signal(signal.SIGINT)
     assert pk.proc.wait(timeout=5) == 0
     assert time.monotonic() - t0 < 2.0
+
+
+def test_sigterm_during_connection_storm(pgkeel_factory, cluster):
+    """SIGTERM while clients keep connecting to both ports (five rounds): pgkeel always exits with code 0
+    (no crash from accept events that arrive while the listeners are being closed)."""
+    import socket
+    import threading
+
+    for round_no in range(5):
+        pk = pgkeel_factory(cluster, flags={"shutdown_timeout": "1s"})
+        pk.expect_exit = True
+        stop = threading.Event()
+
+        def hammer(port):
+            while not stop.is_set():
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                        s.sendall(pgwire.startup_packet())
+                except OSError:
+                    pass
+
+        threads = [threading.Thread(target=hammer, args=(port,), daemon=True)
+                   for port in (pk.primary_port, pk.replica_port) for _ in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(0.2)
+        pk.signal(signal.SIGTERM)
+        try:
+            rc = pk.proc.wait(timeout=5)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(5)
+        assert rc == 0, f"round {round_no}: exit code {rc}"

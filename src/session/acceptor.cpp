@@ -17,11 +17,18 @@ Acceptor::Acceptor(SessionManager& manager, core::Fd listener, router::ListenerR
 }
 
 Acceptor::~Acceptor() {
+  close();
+}
+
+void Acceptor::close() {
   manager_.loop().cancelTimer(resume_);
+  resume_ = 0;
   if (listener_) manager_.loop().remove(listener_.get());
+  listener_.reset();
 }
 
 void Acceptor::onIo(std::uint32_t) {
+  if (!listener_) return;
   // Bounded so one busy listener cannot starve the sessions of this worker.
   for (int i = 0; i < 64; ++i) {
     sockaddr_storage peer{};

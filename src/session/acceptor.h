@@ -14,6 +14,8 @@ class Acceptor : public core::IoHandler {
   Acceptor(SessionManager& manager, core::Fd listener, router::ListenerRole role);
   ~Acceptor();
   void onIo(std::uint32_t events) override;
+  // Stops listening now; the object may still receive an event of the current batch (ignored).
+  void close();
 
  private:
   void pauseAfterFdExhaustion();

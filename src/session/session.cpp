@@ -134,6 +134,11 @@ void Session::readStartup() {
 
 void Session::handleStartupPacket(const protocol::StartupParse& parsed) {
   startupKind_ = parsed.packet.kind;
+  if (deferredError_ && startupKind_ != protocol::StartupKind::CancelRequest) {
+    auto error = std::move(*deferredError_);
+    deferredError_.reset();
+    return failWith(error.reason, error.state, std::move(error.message));
+  }
   if (startupKind_ == protocol::StartupKind::CancelRequest) {
     manager_.loop().remove(client_.get());
     manager_.forwardCancel(std::move(client_), parsed.packet.cancelKey);
@@ -385,10 +390,23 @@ void Session::onTable(const discovery::RoutingTable& table) {
 }
 
 void Session::failWith(CloseReason reason, const protocol::SqlState& state, std::string message) {
-  const auto level = reason == CloseReason::BadStartup ? spdlog::level::info : spdlog::level::warn;
-  spdlog::log(level, "{}: {} ({} {})", describe(), message, state.code, toString(reason));
   detachServer();
   clearTimer();
+  if (startupKind_ == protocol::StartupKind::SslRequest ||
+      startupKind_ == protocol::StartupKind::GssEncRequest) {
+    // libpq discards an ErrorResponse sent in answer to an encryption request (CVE-2024-10977),
+    // so, like PostgreSQL, refuse encryption and send the error after the StartupMessage.
+    deferredError_ = DeferredError{reason, state, std::move(message)};
+    toClient_.push_back(protocol::kEncryptionRefused);
+    startupBytes_.clear();
+    state_ = State::ReadingStartup;
+    closingReason_ = reason;
+    flushToClient();
+    if (state_ != State::Closed) setTimer(5s, &Session::onClosingTimeout);
+    return;
+  }
+  const auto level = reason == CloseReason::BadStartup ? spdlog::level::info : spdlog::level::warn;
+  spdlog::log(level, "{}: {} ({} {})", describe(), message, state.code, toString(reason));
   protocol::ErrorFields fields;
   fields.sqlState = state;
   fields.message = std::move(message);

@@ -115,6 +115,15 @@ class Session {
   std::optional<core::Clock::time_point> connectDeadline_;
   core::EventLoop::TimerId timer_ = 0;
   CloseReason closingReason_ = CloseReason::ClientClosed;
+
+  // An error decided while the client waited for an answer to SSLRequest/GSSENCRequest: sent
+  // after the StartupMessage that follows our 'N'.
+  struct DeferredError {
+    CloseReason reason;
+    protocol::SqlState state;
+    std::string message;
+  };
+  std::optional<DeferredError> deferredError_;
 };
 
 const char* toString(Session::State state);

@@ -25,6 +25,9 @@ void SessionManager::addListener(core::Fd listener, router::ListenerRole role) {
 }
 
 void SessionManager::stopAccepting() {
+  // The current epoll batch may still name an acceptor: close now, destroy after the batch.
+  for (auto& acceptor : acceptors_) acceptor->close();
+  loop_.defer([old = std::make_shared<decltype(acceptors_)>(std::move(acceptors_))] {});
   acceptors_.clear();
 }
 
