@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import hashlib
 import datetime
 import json
 import os
@@ -37,6 +38,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 sys.path.insert(0, str(REPO_ROOT / "e2e"))
+sys.dont_write_bytecode = True  # leave no __pycache__ in e2e/ (or bench/)
 
 import pgcluster  # noqa: E402  (e2e/pgcluster.py: PgCluster, free_port, query, wait_until, client_env)
 
@@ -441,9 +443,12 @@ def scenario_table(sc: Scenario, rows: dict) -> str:
              "| latency added vs direct (µs) | proxy CPU µs/tx | failed tx |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for t, r in rows.items():
+        if not r["runs"]:
+            continue
         added = None if t == "direct" else r["added_us"]
         lines.append(
-            f"| {t} | {fmt(r['tps'], ',.0f')} | {fmt(r['tps_min'], ',.0f')}–{fmt(r['tps_max'], ',.0f')} "
+            f"| {t} | {fmt(r['tps'], ',.0f')} | "
+            + (f"{r['tps_min']:,.0f}–{r['tps_max']:,.0f}" if r["tps"] is not None else "–") + " "
             f"| {fmt(r['latency_ms'], '.3f')} | {fmt(r['ratio'], '.3f')} | {fmt(added, '+.0f')} "
             f"| {fmt(r['cpu_us_per_tx'], '.1f') if t != 'direct' else '–'} | {r['failed']}"
             + (f" ({len(r['errors'])} run errors)" if r["errors"] else "") + " |")
@@ -585,6 +590,27 @@ def available_targets(args) -> tuple[list[str], list[str]]:
     return usable, notes
 
 
+def snapshot(args, targets: list[str], tmp_root: str) -> dict:
+    """What we measure, fixed at start: the commit (others may commit during the run) and a private copy of the
+    pgkeel binary (others may rebuild build/pgkeel during the run), identified by version, mtime and sha256."""
+    commit = git("rev-parse", "--short", "HEAD")
+    if not re.fullmatch(r"[0-9a-f]{4,40}", commit):
+        commit = "nocommit"
+    meta = {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "pgkeel": "not run", "pgkeel_copy": None}
+    if "pgkeel" in targets:
+        src = os.path.abspath(args.pgkeel)
+        copy = os.path.join(tmp_root, "pgkeel")
+        shutil.copy2(src, copy)
+        with open(copy, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:12]
+        mtime = datetime.datetime.fromtimestamp(os.path.getmtime(copy))
+        meta["pgkeel_copy"] = copy
+        meta["pgkeel"] = (f"{cmd_output([copy, '--version'])} (`{src}`, built {mtime:%Y-%m-%d %H:%M:%S}, "
+                          f"sha256 {digest}; a copy taken at start ran)")
+    return meta
+
+
 class Interrupted(Exception):
     pass
 
@@ -623,12 +649,14 @@ def main(argv: list[str]) -> int:
     command = "python3 bench/run.py" + ("" if not argv else " " + shlex.join(argv))
     tmp_root = tempfile.mkdtemp(prefix="pgkeel-bench-", dir="/tmp")
     os.chmod(tmp_root, 0o755)  # the postgres user must reach the cluster and PgBouncer directories below
+    meta: dict = {}
     cluster: pgcluster.PgCluster | None = None
     running: list[Target] = []
     runs: list[Run] = []
     round_loads: list[str] = []
     exit_code = 0
     try:
+        meta = snapshot(args, targets, tmp_root)
         # 1. cluster
         log(f"starting PostgreSQL primary + streaming replica under {tmp_root} ...")
         cluster = pgcluster.PgCluster(base_dir=os.path.join(tmp_root, "cluster"), keep=True)
@@ -654,7 +682,7 @@ def main(argv: list[str]) -> int:
             if name == "direct":
                 t: Target = Direct(tmp_root)
             elif name == "pgkeel":
-                t = PgkeelTarget(tmp_root, os.path.abspath(args.pgkeel), args.pgkeel_workers, cluster.candidates)
+                t = PgkeelTarget(tmp_root, meta["pgkeel_copy"], args.pgkeel_workers, cluster.candidates)
             elif name == "pgbouncer":
                 t = PgbouncerTarget(tmp_root)
             else:
@@ -713,7 +741,7 @@ def main(argv: list[str]) -> int:
         try:
             if runs:
                 report(args, command, targets, notes, scenarios, runs, round_loads, logs, stop_codes,
-                       pg_log_lines, started_at, time.monotonic() - t_start, tmp_root, exit_code)
+                       pg_log_lines, started_at, time.monotonic() - t_start, tmp_root, exit_code, meta)
         except Exception as exc:  # noqa: BLE001 - still remove the temporary directory
             log(f"error: writing the results failed: {exc!r}")
             exit_code = exit_code or 1
@@ -723,22 +751,18 @@ def main(argv: list[str]) -> int:
 
 
 def report(args, command, targets, notes, scenarios, runs, round_loads, logs, stop_codes, pg_log_lines,
-           started_at, elapsed, tmp_root, exit_code):
+           started_at, elapsed, tmp_root, exit_code, meta):
+    # An interrupted run reports only the scenarios and targets it measured.
+    scenarios = [sc for sc in scenarios if any(r.scenario == sc.key for r in runs)]
+    targets = [t for t in targets if any(r.target == t for r in runs)] or targets
     summary = summarize(runs, scenarios, targets)
-    commit = git("rev-parse", "--short", "HEAD") or "nocommit"
-    if not re.fullmatch(r"[0-9a-f]{4,40}", commit):
-        commit = "nocommit"
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    commit, dirty = meta["commit"], meta["dirty"]
     md_path = Path(args.output) if args.output else RESULTS_DIR / f"{started_at:%Y-%m-%d}-{commit}.md"
     md_path.parent.mkdir(parents=True, exist_ok=True)
     png_path = md_path.with_suffix(".png")
     json_path = md_path.with_suffix(".json")
 
-    pgkeel_bin = os.path.abspath(args.pgkeel)
-    pgkeel_info = "not run"
-    if "pgkeel" in targets:
-        mtime = datetime.datetime.fromtimestamp(os.path.getmtime(pgkeel_bin))
-        pgkeel_info = f"{cmd_output([pgkeel_bin, '--version'])} (`{pgkeel_bin}`, built {mtime:%Y-%m-%d %H:%M})"
+    pgkeel_info = meta["pgkeel"] if "pgkeel" in targets else "not run"
     versions = {
         "PostgreSQL": cmd_output([os.path.join(pgcluster.pg_bindir(), "postgres"), "--version"]),
         "pgbench": cmd_output(["pgbench", "--version"]),
@@ -754,7 +778,8 @@ def report(args, command, targets, notes, scenarios, runs, round_loads, logs, st
     }
 
     out = []
-    out.append(f"# pgkeel benchmark {started_at:%Y-%m-%d %H:%M} — commit {commit}{' (work tree modified)' if dirty else ''}")
+    out.append(f"# pgkeel benchmark {started_at:%Y-%m-%d %H:%M} — commit {commit}"
+               f"{' (work tree modified)' if dirty else ''}")
     out.append("")
     if exit_code:
         out.append(f"**Incomplete run** (exit code {exit_code}): the tables cover only the runs that finished.\n")
@@ -828,6 +853,7 @@ def report(args, command, targets, notes, scenarios, runs, round_loads, logs, st
     md_path.write_text("\n".join(out) + "\n")
     json_path.write_text(json.dumps({
         "command": command, "started_at": started_at.isoformat(), "commit": commit, "dirty": dirty,
+        "pgkeel_binary": meta["pgkeel"],
         "host": host, "versions": versions, "round_loads": round_loads, "targets": targets,
         "scenarios": [sc.key for sc in scenarios], "summary": summary,
         "runs": [r.__dict__ for r in runs]}, indent=1, default=str) + "\n")

@@ -6,7 +6,7 @@ BUILD=(build-essential cmake pkg-config git ca-certificates)
 LIBS=(libssl-dev libpq-dev libpg-query-dev libcpp-httplib-dev nlohmann-json3-dev prometheus-cpp-dev
       libspdlog-dev libfmt-dev libyaml-cpp-dev libgtest-dev libgmock-dev)
 POSTGRES=(postgresql-15 postgresql-client-15 postgresql-contrib)
-TEST=(python3 python3-pytest python3-psycopg2 clang libclang-rt-14-dev openssl procps iproute2 curl)
+TEST=(python3 python3-pytest python3-psycopg2 nodejs clang libclang-rt-14-dev openssl procps iproute2 curl)
 BENCH=(pgbouncer haproxy gnuplot-nox)
 
 want=("${BUILD[@]}" "${LIBS[@]}" "${POSTGRES[@]}" "${TEST[@]}" "${BENCH[@]}")
@@ -16,6 +16,9 @@ missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Debian's nodejs has no npm (node-postgres for the e2e tests comes from the npm registry);
+# some nodejs builds bundle it.
+[ "${1:-}" != "--runtime" ] && ! command -v npm >/dev/null 2>&1 && missing+=(npm)
 if [ ${#missing[@]} -eq 0 ]; then echo "install-deps: all ${#want[@]} packages present"; exit 0; fi
 
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
