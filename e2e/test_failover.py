@@ -152,3 +152,18 @@ def test_connection_waiting_for_primary_succeeds_after_promotion(new_cluster, pg
     assert result["identity"] == (False, c.replica_port)
     assert result["elapsed"] >= 1.0
     assert result["elapsed"] < promoted_at + 3.0, result
+
+
+def test_replica_session_on_promoted_node_is_closed(new_cluster, pgkeel_factory):
+    """A replica-port session whose replica is promoted is closed (it was promised a read-only replica),
+    while new replica-port connections fall back to the primary because no replica is left."""
+    c = new_cluster()
+    pk = pgkeel_factory(c, wait_replica=True)
+    reader = connect(pk.dsn("replica"))
+    assert one(reader, "select pg_is_in_recovery(), inet_server_port()") == (True, c.replica_port)
+
+    c.promote_replica()
+    poll(lambda: session_broken(reader), timeout=5, interval=0.2,
+         what="the replica-port session on the promoted node to be closed")
+    reader.close()
+    assert "closed (node_promoted)" in pk.log_tail(400)

@@ -91,3 +91,20 @@ def test_client_vanishing_mid_query_frees_nothing_else(pgkeel, cluster):
     finally:
         direct.close()
         conn.close()
+
+
+def test_silent_client_is_closed_after_client_login_timeout(cluster, pgkeel_factory):
+    """A client that connects and sends nothing is closed after client_login_timeout (here 600ms), and
+    so is one that sends half a start-up packet; a normal client meanwhile connects fine."""
+    pk = pgkeel_factory(cluster, flags={"client-login-timeout": "600ms"})
+    silent = socket.create_connection(("127.0.0.1", pk.primary_port), timeout=10)
+    partial = socket.create_connection(("127.0.0.1", pk.primary_port), timeout=10)
+    partial.sendall(struct.pack("!II", 40, 196608) + b"user\x00")
+    started = time.monotonic()
+    assert one(connect(pk.dsn("primary")), "select 1") == (1,)
+    for sock in (silent, partial):
+        assert sock.recv(1) == b"", "pgkeel should close a client that does not finish its start-up"
+    waited = time.monotonic() - started
+    assert 0.3 < waited < 5, waited
+    silent.close()
+    partial.close()

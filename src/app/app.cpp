@@ -34,6 +34,7 @@ session::SessionSettings sessionSettings(const config::Options& o) {
   session::SessionSettings s;
   s.primaryWait = o.primaryWait;
   s.connectTimeout = o.connectTimeout;
+  s.loginTimeout = o.clientLoginTimeout;
   s.route.replicaFallback = o.replicaFallback;
   s.tcpKeepalive = o.tcpKeepalive;
   return s;

@@ -185,6 +185,8 @@ std::vector<Key> buildKeys() {
                   "how long a client waits for a primary during failover; 0s fails at once"),
       durationKey("connect_timeout", &Options::connectTimeout, Millis(1), minutes(10),
                   "time allowed to open a connection to a PostgreSQL node"),
+      durationKey("client_login_timeout", &Options::clientLoginTimeout, Millis(1), minutes(10),
+                  "time a new client has to send its start-up packet (after SSLRequest too)"),
       boolKey("replica_fallback", &Options::replicaFallback,
               "send replica-port clients to the primary while no replica is healthy"),
       boolKey("tcp_keepalive", &Options::tcpKeepalive,

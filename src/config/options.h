@@ -1,4 +1,5 @@
-// Options: every setting pgkeel reads, with its default; filled from the YAML file, CANDIDATES and flags.
+// Options: every setting pgkeel reads, with its default; filled from the YAML file, CANDIDATES and
+// flags.
 #pragma once
 
 #include <chrono>
@@ -19,7 +20,8 @@ struct Options {
 
   // Discovery (static source).
   std::vector<std::string> candidates;  // "host:port"
-  std::string probe = "dbname=postgres connect_timeout=2";  // libpq conninfo for probes, no host/port
+  std::string probe =
+      "dbname=postgres connect_timeout=2";  // libpq conninfo for probes, no host/port
   Millis probeInterval{1000};
   Millis probeTimeout{1000};
   int unhealthyAfter = 3;
@@ -28,6 +30,7 @@ struct Options {
   // Sessions.
   Millis primaryWait{5000};
   Millis connectTimeout{5000};
+  Millis clientLoginTimeout{60000};
   bool replicaFallback = true;
   bool tcpKeepalive = true;
   Millis shutdownTimeout{30000};

@@ -48,6 +48,8 @@ const char* toString(Verdict verdict) {
       return "stay";
     case Verdict::NodeDemoted:
       return "node_demoted";
+    case Verdict::NodePromoted:
+      return "node_promoted";
     case Verdict::NodeLeft:
       return "node_left";
   }
@@ -77,11 +79,13 @@ RouteDecision chooseNode(ListenerRole role, const discovery::RoutingTable& table
   return decision;
 }
 
-Verdict reviewSession(ListenerRole role, discovery::NodeId node,
+Verdict reviewSession(ListenerRole role, discovery::NodeId node, bool fallback,
                       const discovery::RoutingTable& table) {
   const NodeState* state = table.find(node);
   if (!state || !state->healthy()) return Verdict::NodeLeft;
   if (role == ListenerRole::Primary && !table.isPrimary(node)) return Verdict::NodeDemoted;
+  if (role == ListenerRole::Replica && !fallback && state->role == discovery::NodeRole::Primary)
+    return Verdict::NodePromoted;
   return Verdict::Stay;
 }
 

@@ -28,12 +28,12 @@ RouteDecision chooseNode(ListenerRole role, const discovery::RoutingTable& table
                          const pool::NodeLoad& load, const RouteOptions& options,
                          std::span<const discovery::NodeId> avoid = {});
 
-enum class Verdict { Stay, NodeDemoted, NodeLeft };
+enum class Verdict { Stay, NodeDemoted, NodeLeft, NodePromoted };
 const char* toString(Verdict verdict);
 
 // Primary port: the node must still be the elected primary. Replica port: it must still be a
-// healthy member (a replica, or the primary it fell back to).
-Verdict reviewSession(ListenerRole role, discovery::NodeId node,
+// healthy member, and a replica unless the session is a fallback to the primary.
+Verdict reviewSession(ListenerRole role, discovery::NodeId node, bool fallback,
                       const discovery::RoutingTable& table);
 
 }  // namespace pgkeel::router

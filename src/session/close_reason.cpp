@@ -7,6 +7,8 @@ const char* toString(CloseReason reason) {
   switch (reason) {
     case CloseReason::ClientClosed:
       return "client_closed";
+    case CloseReason::LoginTimeout:
+      return "login_timeout";
     case CloseReason::ServerClosed:
       return "server_closed";
     case CloseReason::ClientError:
@@ -25,6 +27,8 @@ const char* toString(CloseReason reason) {
       return "node_demoted";
     case CloseReason::NodeLeft:
       return "node_left";
+    case CloseReason::NodePromoted:
+      return "node_promoted";
     case CloseReason::CancelForwarded:
       return "cancel_forwarded";
     case CloseReason::Shutdown:

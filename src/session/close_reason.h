@@ -8,6 +8,7 @@ namespace pgkeel::session {
 
 enum class CloseReason {
   ClientClosed,      // the client hung up
+  LoginTimeout,      // no complete start-up packet within client_login_timeout
   ServerClosed,      // the server hung up
   ClientError,       // socket error on the client side
   ServerError,       // socket error on the server side
@@ -17,11 +18,12 @@ enum class CloseReason {
   ConnectFailed,     // every connect attempt failed within connect_timeout (08006 sent)
   NodeDemoted,       // primary port: its node is no longer the primary
   NodeLeft,          // its node left the table or became unhealthy
+  NodePromoted,      // replica port: its replica became the primary (not a fallback session)
   CancelForwarded,   // a CancelRequest connection, done
   Shutdown,          // pgkeel is stopping
 };
 
-inline constexpr std::size_t kCloseReasonCount = 12;
+inline constexpr std::size_t kCloseReasonCount = 14;
 
 const char* toString(CloseReason reason);
 

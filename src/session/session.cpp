@@ -83,6 +83,12 @@ void Session::start() {
   core::setKeepalive(client_.get(), manager_.settings().tcpKeepalive);
   clientInterest_ = kRead;
   manager_.loop().add(client_.get(), clientInterest_, &clientSide_);
+  setTimer(manager_.settings().loginTimeout, &Session::onLoginTimeout);
+}
+
+// Like PostgreSQL's authentication_timeout for the part pgkeel serves: a silent client goes.
+void Session::onLoginTimeout() {
+  close(CloseReason::LoginTimeout);
 }
 
 // ---- client side ---------------------------------------------------------------------------
@@ -133,6 +139,7 @@ void Session::readStartup() {
 }
 
 void Session::handleStartupPacket(const protocol::StartupParse& parsed) {
+  clearTimer();
   startupKind_ = parsed.packet.kind;
   if (deferredError_ && startupKind_ != protocol::StartupKind::CancelRequest) {
     auto error = std::move(*deferredError_);
@@ -190,6 +197,9 @@ void Session::route() {
 
 void Session::waitForNode(const std::string& missing) {
   const auto now = Clock::now();
+  // connect_timeout bounds the attempts at one node choice; a new node after the wait gets its own.
+  connectDeadline_.reset();
+  connectAttempts_ = 0;
   if (!waitDeadline_) {
     waitDeadline_ = now + manager_.settings().primaryWait;
     spdlog::debug("{}: waiting up to {} ms: {}", describe(),
@@ -305,7 +315,7 @@ void Session::onServerIo(std::uint32_t events) {
       if (state_ == State::Authenticating) return readAuthenticating();
       return pumpServerToClient();
     default:  // connected but not read from (the client is choosing its next packet)
-      if (events & (EPOLLHUP | EPOLLERR)) close(CloseReason::ServerClosed);
+      if (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) close(CloseReason::ServerClosed);
       return;
   }
 }
@@ -321,6 +331,8 @@ void Session::readEncryptionAnswer() {
   toClient_.push_back(answer);
   if (answer == protocol::kEncryptionRefused) {
     state_ = State::ReadingStartup;  // the client sends its next packet in plaintext
+    startupKind_ = protocol::StartupKind::Startup;
+    setTimer(manager_.settings().loginTimeout, &Session::onLoginTimeout);
   } else {
     startStreaming();  // TLS or GSS end to end between client and server
   }
@@ -380,11 +392,14 @@ void Session::onTable(const discovery::RoutingTable& table) {
     clearTimer();
     route();
   } else if (node_ && state_ != State::Closing && state_ != State::Closed) {
-    const auto verdict = router::reviewSession(role_, *node_, table);
-    if (verdict == router::Verdict::Stay) return;
-    if (state_ == State::Connecting) return retryConnect(router::toString(verdict));
-    close(verdict == router::Verdict::NodeDemoted ? CloseReason::NodeDemoted
-                                                  : CloseReason::NodeLeft);
+    const auto verdict = router::reviewSession(role_, *node_, fallback_, table);
+    if (verdict == router::Verdict::NodeDemoted)
+      state_ == State::Connecting ? retryConnect("node demoted") : close(CloseReason::NodeDemoted);
+    else if (verdict == router::Verdict::NodePromoted)
+      state_ == State::Connecting ? retryConnect("node promoted")
+                                  : close(CloseReason::NodePromoted);
+    else if (verdict == router::Verdict::NodeLeft)
+      state_ == State::Connecting ? retryConnect("node left") : close(CloseReason::NodeLeft);
   }
   if (state_ != State::Closed) updateInterest();
 }
@@ -400,6 +415,7 @@ void Session::failWith(CloseReason reason, const protocol::SqlState& state, std:
     toClient_.push_back(protocol::kEncryptionRefused);
     startupBytes_.clear();
     state_ = State::ReadingStartup;
+    startupKind_ = protocol::StartupKind::Startup;
     closingReason_ = reason;
     flushToClient();
     if (state_ != State::Closed) setTimer(5s, &Session::onClosingTimeout);
@@ -441,8 +457,8 @@ void Session::updateInterest() {
   const bool downBlocked =
       !toClient_.empty() || (serverToClient_ && serverToClient_->pending() > 0);
   switch (state_) {
-    case State::ReadingStartup:
-      client = kRead;
+    case State::ReadingStartup:  // after the server's 'N', notice it hanging up
+      client = kRead, server = kHangup;
       break;
     case State::WaitingForNode:
     case State::ConnectBackoff:

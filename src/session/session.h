@@ -77,6 +77,7 @@ class Session {
   void setTimer(std::chrono::milliseconds after, void (Session::*handler)());
   void clearTimer();
   void onWaitExpired();
+  void onLoginTimeout();
   void onConnectTimeout();
   void onClosingTimeout();
   void updateInterest();

@@ -49,6 +49,8 @@ void SessionManager::finished(Session* session, CloseReason reason) {
 }
 
 void SessionManager::onTableChanged(discovery::RoutingTablePtr table) {
+  // Posts can queue up; sessions may already have routed with a newer table than this one.
+  if (auto newest = shared_.tables.load(); newest->version > table->version) table = newest;
   for (auto& [raw, session] : sessions_)
     if (session->state() != Session::State::Closed) session->onTable(*table);
 }
@@ -64,7 +66,8 @@ void SessionManager::forwardCancel(core::Fd client, const protocol::CancelKey& k
   if (auto node = shared_.cancels.find(key)) {
     targets.push_back(*node);
   } else {
-    for (const auto& node : shared_.tables.load()->nodes) targets.push_back(node.endpoint);
+    const discovery::RoutingTablePtr table = shared_.tables.load();  // keeps the table alive
+    for (const auto& node : table->nodes) targets.push_back(node.endpoint);
   }
   spdlog::debug("cancel request for pid {} sent to {} node(s)", key.processId, targets.size());
   auto forwarder = std::make_unique<CancelForwarder>(

@@ -30,6 +30,7 @@ class Session;
 struct SessionSettings {
   std::chrono::milliseconds primaryWait{5000};
   std::chrono::milliseconds connectTimeout{5000};
+  std::chrono::milliseconds loginTimeout{60000};
   router::RouteOptions route;
   bool tcpKeepalive = true;
 };

@@ -25,11 +25,23 @@ Options setting(const std::string& name, std::string_view text) {
 
 // The catalogue holds exactly the keys of the contract, each once.
 TEST(KeyCatalogue, HoldsEveryOptionsKeyOnce) {
-  std::set<std::string> expected{
-      "listen_primary", "listen_replica",   "workers",         "candidates",
-      "probe",          "probe_interval",   "probe_timeout",   "unhealthy_after",
-      "healthy_after",  "primary_wait",     "connect_timeout", "replica_fallback",
-      "tcp_keepalive",  "shutdown_timeout", "log_level",       "log_format"};
+  std::set<std::string> expected{"listen_primary",
+                                 "listen_replica",
+                                 "workers",
+                                 "candidates",
+                                 "probe",
+                                 "probe_interval",
+                                 "probe_timeout",
+                                 "unhealthy_after",
+                                 "healthy_after",
+                                 "primary_wait",
+                                 "connect_timeout",
+                                 "replica_fallback",
+                                 "tcp_keepalive",
+                                 "shutdown_timeout",
+                                 "log_level",
+                                 "log_format",
+                                 "client_login_timeout"};
   std::set<std::string> names;
   for (const Key& key : keys()) {
     EXPECT_TRUE(names.insert(key.name).second) << key.name << " appears twice";

@@ -87,12 +87,19 @@ TEST(RoutingPolicy, AvoidsRecentlyFailedReplica) {
 // A primary-port session must leave a node that is no longer primary; a replica-port one stays.
 TEST(RoutingPolicy, ReviewClosesDemotedAndDepartedNodes) {
   auto t = table({node(1, NodeRole::Replica), node(2, NodeRole::Primary)}, 1);
-  EXPECT_EQ(reviewSession(ListenerRole::Primary, 2, t), Verdict::Stay);
-  EXPECT_EQ(reviewSession(ListenerRole::Primary, 1, t), Verdict::NodeDemoted);
-  EXPECT_EQ(reviewSession(ListenerRole::Replica, 1, t), Verdict::Stay);
-  EXPECT_EQ(reviewSession(ListenerRole::Replica, 9, t), Verdict::NodeLeft);
+  EXPECT_EQ(reviewSession(ListenerRole::Primary, 2, false, t), Verdict::Stay);
+  EXPECT_EQ(reviewSession(ListenerRole::Primary, 1, false, t), Verdict::NodeDemoted);
+  EXPECT_EQ(reviewSession(ListenerRole::Replica, 1, false, t), Verdict::Stay);
+  EXPECT_EQ(reviewSession(ListenerRole::Replica, 9, false, t), Verdict::NodeLeft);
   t.nodes[0].health = NodeHealth::Unhealthy;
-  EXPECT_EQ(reviewSession(ListenerRole::Replica, 1, t), Verdict::NodeLeft);
+  EXPECT_EQ(reviewSession(ListenerRole::Replica, 1, false, t), Verdict::NodeLeft);
+}
+
+// A replica-port session leaves a replica that was promoted, unless it was sent there as fallback.
+TEST(RoutingPolicy, ReviewClosesReplicaSessionsOnAPromotedNode) {
+  auto t = table({node(1, NodeRole::Primary), node(2, NodeRole::Replica)}, 0);
+  EXPECT_EQ(reviewSession(ListenerRole::Replica, 1, false, t), Verdict::NodePromoted);
+  EXPECT_EQ(reviewSession(ListenerRole::Replica, 1, true, t), Verdict::Stay);
 }
 
 }  // namespace
