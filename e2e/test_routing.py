@@ -48,3 +48,19 @@ def test_write_through_primary_read_through_replica(pgkeel, cluster):
     finally:
         w.close()
         r.close()
+
+
+def test_host_name_candidates(cluster, pgkeel_bin, tmp_path):
+    """Candidates given as names ("localhost:PORT") work: the probe resolves them, and clients are sent
+    to the address the probe reached (no DNS lookup on the data path)."""
+    from pgcluster import Pgkeel
+
+    names = f"localhost:{cluster.primary_port},localhost:{cluster.replica_port}"
+    pk = Pgkeel(names, tmp_path / "pgkeel-names.log", binary=pgkeel_bin)
+    try:
+        pk.start()
+        pk.wait_ready(role="replica")
+        assert identity(pk.dsn("primary")) == (False, cluster.primary_port)
+        assert identity(pk.dsn("replica")) == (True, cluster.replica_port)
+    finally:
+        pk.stop()

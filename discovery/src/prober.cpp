@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
 #include <poll.h>
 
 #include <algorithm>
@@ -333,6 +334,10 @@ void Prober::Attempt::timeOut(std::chrono::milliseconds timeout) {
 
 void Prober::Attempt::finish(bool ok, std::string error) {
   result_.ok = ok;
+  if (ok && link_.conn) {  // libpq tries every address of a name: keep the one it reached
+    const char* reached = PQhostaddr(link_.conn.get());
+    result_.address = reached && *reached ? reached : link_.endpoint.host;
+  }
   result_.error = std::move(error);
   result_.latency =
       std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - started_);

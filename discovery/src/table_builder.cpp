@@ -161,6 +161,7 @@ NodeState TableBuilder::observe(const ProbeResult& result) {
   updateHealth(tracker, result.ok);
   if (result.ok) {
     tracker.role = result.inRecovery ? NodeRole::Replica : NodeRole::Primary;
+    tracker.address = result.address;
     tracker.timeline = result.timeline;
     tracker.lsn = result.lsn;
     tracker.replayDelaySeconds = result.replayDelaySeconds;
@@ -168,6 +169,7 @@ NodeState TableBuilder::observe(const ProbeResult& result) {
   NodeState node;
   node.id = result.id;
   node.endpoint = result.endpoint;
+  node.address = tracker.address;
   node.role = tracker.role;
   node.health = tracker.health;
   node.timeline = tracker.timeline;

@@ -74,8 +74,10 @@ void EventLoop::stop() {
   post([this] { stopping_ = true; });
 }
 
-int EventLoop::nextTimeoutMs() const {
+int EventLoop::nextTimeoutMs() {
   if (!deferred_.empty()) return 0;
+  // Cancelled timers stay in the heap until they surface; never wake up for one.
+  while (!timers_.empty() && !timerTasks_.contains(timers_.top().id)) timers_.pop();
   if (timers_.empty()) return -1;
   const auto left = timers_.top().due - Clock::now();
   if (left <= Clock::duration::zero()) return 0;

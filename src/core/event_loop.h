@@ -59,7 +59,7 @@ class EventLoop {
     TimerId id;
     bool operator>(const Timer& other) const { return due > other.due; }
   };
-  int nextTimeoutMs() const;
+  int nextTimeoutMs();
   void runTimers();
   void runPosted();
   void runDeferred();

@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace pgkeel::core {
@@ -20,6 +21,8 @@ Pipe Pipe::create() {
   if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return pipe;
   pipe.readEnd.reset(fds[0]);
   pipe.writeEnd.reset(fds[1]);
+  const int size = ::fcntl(fds[1], F_GETPIPE_SZ);
+  pipe.capacity = size > 0 ? static_cast<std::size_t>(size) : 4096;
   return pipe;
 }
 
@@ -52,12 +55,13 @@ SplicePump::Status SplicePump::flush(int dst) {
 SplicePump::Status SplicePump::pump(int src, int dst) {
   for (;;) {
     if (Status s = flush(dst); s != Status::Idle) return s;
-    const ssize_t n = ::splice(src, nullptr, pipe_.writeEnd.get(), nullptr, kChunk, kFlags);
+    const std::size_t room = std::min(kChunk, pipe_.capacity);
+    const ssize_t n = ::splice(src, nullptr, pipe_.writeEnd.get(), nullptr, room, kFlags);
     if (n > 0) {
       pending_ = static_cast<std::size_t>(n);
       if (Status s = flush(dst); s != Status::Idle) return s;
       // A short read drained the socket: skip the read that would only say EAGAIN.
-      if (static_cast<std::size_t>(n) < kChunk) return Status::Idle;
+      if (static_cast<std::size_t>(n) < room) return Status::Idle;
       continue;
     }
     if (n == 0) return Status::SourceClosed;

@@ -13,7 +13,8 @@ namespace pgkeel::core {
 struct Pipe {
   Fd readEnd;
   Fd writeEnd;
-  static Pipe create();  // non-blocking, close-on-exec; invalid ends on failure
+  std::size_t capacity = 0;  // F_GETPIPE_SZ: smaller than 64 KiB past pipe-user-pages-soft
+  static Pipe create();      // non-blocking, close-on-exec; invalid ends on failure
   bool valid() const { return readEnd.valid() && writeEnd.valid(); }
 };
 

@@ -219,11 +219,12 @@ void Session::onWaitExpired() {
 
 void Session::connectTo(const discovery::NodeState& node) {
   if (!connectDeadline_) connectDeadline_ = Clock::now() + manager_.settings().connectTimeout;
-  nodeEndpoint_ = node.endpoint;
+  // The address the probe verified (numeric: no DNS on a worker); the name before any probe.
+  nodeEndpoint_ = {node.address.empty() ? node.endpoint.host : node.address, node.endpoint.port};
   node_ = node.id;
   manager_.shared().load.acquire(node.id);
   std::string error;
-  auto address = core::resolve(node.endpoint.host, node.endpoint.port, &error);
+  auto address = core::resolve(nodeEndpoint_.host, nodeEndpoint_.port, &error);
   if (!address) return retryConnect(error);
   auto started = core::connectNonBlocking(*address);
   if (!started.fd) return retryConnect(std::strerror(started.error));

@@ -67,7 +67,9 @@ void SessionManager::forwardCancel(core::Fd client, const protocol::CancelKey& k
     targets.push_back(*node);
   } else {
     const discovery::RoutingTablePtr table = shared_.tables.load();  // keeps the table alive
-    for (const auto& node : table->nodes) targets.push_back(node.endpoint);
+    for (const auto& node : table->nodes)
+      targets.push_back(
+          {node.address.empty() ? node.endpoint.host : node.address, node.endpoint.port});
   }
   spdlog::debug("cancel request for pid {} sent to {} node(s)", key.processId, targets.size());
   auto forwarder = std::make_unique<CancelForwarder>(

@@ -392,5 +392,19 @@ TEST(TableBuilder, FollowsFailoverToPromotedReplica) {
   EXPECT_EQ(rounds.table().healthyReplicas().size(), 2u);
 }
 
+// The address a probe reached is what clients are sent to, and it survives a failed probe.
+TEST(TableBuilder, KeepsTheAddressTheProbeReached) {
+  Rounds rounds;
+  ProbeResult named = primary(1);
+  named.endpoint = Endpoint{"pg-0.pg.svc", 5432};
+  named.address = "10.1.2.3";
+  rounds.run({named});
+  EXPECT_EQ(rounds.node(1).address, "10.1.2.3");
+  ProbeResult failed = down(1);
+  failed.endpoint = named.endpoint;
+  rounds.run({failed});
+  EXPECT_EQ(rounds.node(1).address, "10.1.2.3");
+}
+
 }  // namespace
 }  // namespace pgkeel::discovery

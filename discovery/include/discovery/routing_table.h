@@ -22,6 +22,9 @@ const char* toString(NodeHealth health);
 struct NodeState {
   NodeId id = 0;
   Endpoint endpoint;
+  // Numeric address the last good probe reached; clients connect here, so a name never needs
+  // resolving on a worker and the data plane reaches exactly the server the probe verified.
+  std::string address;
   NodeRole role = NodeRole::Unknown;  // from the last successful probe
   NodeHealth health = NodeHealth::Unknown;
   std::uint32_t timeline = 0;

@@ -16,6 +16,7 @@ namespace pgkeel::discovery {
 struct ProbeResult {
   NodeId id = 0;
   Endpoint endpoint;
+  std::string address;  // the numeric address the probe reached (PQhostaddr)
   bool ok = false;
   std::string error;  // when !ok
   bool inRecovery = false;
@@ -50,6 +51,7 @@ class TableBuilder {
     // From the last successful probe:
     NodeRole role = NodeRole::Unknown;
     std::uint32_t timeline = 0;
+    std::string address;
     std::uint64_t lsn = 0;
     std::optional<double> replayDelaySeconds;
   };
