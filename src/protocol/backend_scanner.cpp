@@ -67,8 +67,10 @@ void BackendScanner::takeBodyBytes(std::span<const std::uint8_t> bytes) {
 
 void BackendScanner::endMessage() {
   const char tag = static_cast<char>(header_[0]);
-  if (tag == tagOf(BackendTag::BackendKeyData) && bodySeen_ >= keyBytes_.size())
-    cancelKey_ = CancelKey{readI32(keyBytes_.data()), readI32(keyBytes_.data() + 4)};
+  if (tag == tagOf(BackendTag::BackendKeyData) && bodySeen_ >= 4 + kMinCancelSecret &&
+      bodySeen_ <= keyBytes_.size())
+    cancelKey_ = CancelKey{readI32(keyBytes_.data()),
+                           std::string(keyBytes_.begin() + 4, keyBytes_.begin() + bodySeen_)};
   if (tag == tagOf(BackendTag::ErrorResponse)) sawError_ = true;
   if (tag == tagOf(BackendTag::ReadyForQuery)) state_ = State::Ready;
   headerFill_ = 0;

@@ -41,7 +41,7 @@ class BackendScanner {
   std::size_t headerFill_ = 0;
   std::uint32_t bodyLeft_ = 0;  // body bytes of the current message still to come
   std::uint32_t bodySeen_ = 0;
-  std::array<std::uint8_t, 8> keyBytes_{};
+  std::array<std::uint8_t, 4 + kMaxCancelSecret> keyBytes_{};  // BackendKeyData's body
   std::optional<CancelKey> cancelKey_;
   bool sawError_ = false;
   std::string invalidReason_;

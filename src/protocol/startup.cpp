@@ -83,10 +83,11 @@ StartupParse parseStartup(std::span<const std::uint8_t> bytes) {
   if (code == kSslRequestCode) return fixedLength(StartupKind::SslRequest, length, 8);
   if (code == kGssEncRequestCode) return fixedLength(StartupKind::GssEncRequest, length, 8);
   if (code == kCancelRequestCode) {
-    StartupParse r = fixedLength(StartupKind::CancelRequest, length, 16);
-    if (r.status == ParseStatus::Ok)
-      r.packet.cancelKey = {static_cast<std::int32_t>(readU32(bytes, 8)),
-                            static_cast<std::int32_t>(readU32(bytes, 12))};
+    if (length < 12 + kMinCancelSecret || length > 12 + kMaxCancelSecret)
+      return invalid("invalid length of cancel request");
+    StartupParse r = fixedLength(StartupKind::CancelRequest, length, length);
+    r.packet.cancelKey.processId = static_cast<std::int32_t>(readU32(bytes, 8));
+    r.packet.cancelKey.secret.assign(reinterpret_cast<const char*>(bytes.data()) + 12, length - 12);
     return r;
   }
   if ((code >> 16) != 3)
@@ -97,11 +98,11 @@ StartupParse parseStartup(std::span<const std::uint8_t> bytes) {
 
 std::vector<std::uint8_t> cancelRequestBytes(const CancelKey& key) {
   std::vector<std::uint8_t> out;
-  out.reserve(16);
-  writeU32(out, 16);
+  out.reserve(12 + key.secret.size());
+  writeU32(out, static_cast<std::uint32_t>(12 + key.secret.size()));
   writeU32(out, kCancelRequestCode);
   writeU32(out, static_cast<std::uint32_t>(key.processId));
-  writeU32(out, static_cast<std::uint32_t>(key.secretKey));
+  out.insert(out.end(), key.secret.begin(), key.secret.end());
   return out;
 }
 

@@ -14,9 +14,13 @@ namespace pgkeel::protocol {
 
 enum class StartupKind { Startup, SslRequest, GssEncRequest, CancelRequest };
 
+// Protocol 3.0 keys are 4 bytes; 3.2 (PostgreSQL 18) allows 4 to 256.
+inline constexpr std::size_t kMinCancelSecret = 4;
+inline constexpr std::size_t kMaxCancelSecret = 256;
+
 struct CancelKey {
   std::int32_t processId = 0;
-  std::int32_t secretKey = 0;
+  std::string secret;  // the secret key bytes, as the server sent them
   bool operator==(const CancelKey&) const = default;
 };
 

@@ -3,9 +3,9 @@
 
 namespace pgkeel::session {
 
-std::uint64_t CancelRegistry::pack(const protocol::CancelKey& key) {
-  return (std::uint64_t{static_cast<std::uint32_t>(key.processId)} << 32) |
-         static_cast<std::uint32_t>(key.secretKey);
+std::string CancelRegistry::pack(const protocol::CancelKey& key) {
+  std::string packed(reinterpret_cast<const char*>(&key.processId), sizeof key.processId);
+  return packed + key.secret;
 }
 
 void CancelRegistry::add(const protocol::CancelKey& key, const discovery::Endpoint& node) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <unordered_map>
 
 #include "discovery/endpoint.h"
@@ -20,9 +21,9 @@ class CancelRegistry {
   std::size_t size() const;
 
  private:
-  static std::uint64_t pack(const protocol::CancelKey& key);
+  static std::string pack(const protocol::CancelKey& key);
   mutable std::mutex mutex_;
-  std::unordered_map<std::uint64_t, discovery::Endpoint> nodes_;
+  std::unordered_map<std::string, discovery::Endpoint> nodes_;
 };
 
 }  // namespace pgkeel::session

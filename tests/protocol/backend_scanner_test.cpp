@@ -40,7 +40,7 @@ TEST(BackendScanner, FindsKeyAndReadyInOneChunk) {
   EXPECT_EQ(feed.readyEnd, bytes.size());
   ASSERT_TRUE(scanner.cancelKey());
   EXPECT_EQ(scanner.cancelKey()->processId, 4242);
-  EXPECT_EQ(static_cast<std::uint32_t>(scanner.cancelKey()->secretKey), 0xdeadbeefu);
+  EXPECT_EQ(scanner.cancelKey()->secret, int32(0xdeadbeef));
 }
 
 // Fed one byte at a time, the result is the same: headers and bodies may split anywhere.
@@ -53,6 +53,17 @@ TEST(BackendScanner, HandlesOneByteChunks) {
   }
   ASSERT_TRUE(scanner.cancelKey());
   EXPECT_EQ(scanner.cancelKey()->processId, 4242);
+}
+
+// A protocol 3.2 BackendKeyData carries a longer secret; all of it is kept.
+TEST(BackendScanner, KeepsLongSecretOfProtocol32) {
+  const std::string secret(32, 's');
+  const std::string bytes = message('K', int32(9) + secret) + message('Z', "I");
+  BackendScanner scanner;
+  ASSERT_EQ(scanner.feed(bytesOf(bytes)).state, BackendScanner::State::Ready);
+  ASSERT_TRUE(scanner.cancelKey());
+  EXPECT_EQ(scanner.cancelKey()->processId, 9);
+  EXPECT_EQ(scanner.cancelKey()->secret, secret);
 }
 
 // Bytes after ReadyForQuery in the same chunk are left for the caller.

@@ -64,12 +64,24 @@ TEST(StartupParser, RecognisesEncryptionRequests) {
 
 // A CancelRequest carries the backend's process id and secret key.
 TEST(StartupParser, ReadsCancelKey) {
-  auto bytes = cancelRequestBytes({1234, -5});
+  const CancelKey key{1234, std::string("\xff\x00\x01\x02", 4)};
+  auto bytes = cancelRequestBytes(key);
   ASSERT_EQ(bytes.size(), 16u);
   auto r = parseStartup(bytes);
   ASSERT_EQ(r.status, ParseStatus::Ok);
   EXPECT_EQ(r.packet.kind, StartupKind::CancelRequest);
-  EXPECT_EQ(r.packet.cancelKey, (CancelKey{1234, -5}));
+  EXPECT_EQ(r.packet.cancelKey, key);
+}
+
+// Protocol 3.2 keys (up to 256 bytes) round-trip; shorter than 4 or longer than 256 are invalid.
+TEST(StartupParser, ReadsLongCancelKeysOfProtocol32) {
+  const CancelKey key{77, std::string(kMaxCancelSecret, 'k')};
+  auto r = parseStartup(cancelRequestBytes(key));
+  ASSERT_EQ(r.status, ParseStatus::Ok);
+  EXPECT_EQ(r.packet.cancelKey, key);
+  EXPECT_EQ(parseStartup(cancelRequestBytes({77, std::string(kMaxCancelSecret + 1, 'k')})).status,
+            ParseStatus::Invalid);
+  EXPECT_EQ(parseStartup(cancelRequestBytes({77, "abc"})).status, ParseStatus::Invalid);
 }
 
 // Lengths outside 8..10000 are rejected before waiting for the body.
