@@ -401,8 +401,9 @@ class Pgkeel:
         self.binary = binary or pgkeel_binary()
         self.candidates = candidates
         self.log_path = str(log_path)
-        self.primary_port, self.replica_port = free_ports(2)
-        self.flags = dict(self.DEFAULT_FLAGS)
+        self.primary_port, self.replica_port, self.admin_port = free_ports(3)
+        # A port of its own for the admin server, so several instances never fight over 9432.
+        self.flags = {**self.DEFAULT_FLAGS, "admin_listen": f"{HOST}:{self.admin_port}"}
         self.flags.update(flags or {})
         self.env = env
         self.pass_candidates_flag = pass_candidates_flag
@@ -450,6 +451,9 @@ class Pgkeel:
             wait_until(ready, timeout, interval=0.05, what=f"pgkeel to serve its {role} port")
         except ClusterError as exc:
             raise ClusterError(f"{exc}\npgkeel log:\n{self.log_tail()}") from None
+
+    def admin_url(self, path: str) -> str:
+        return f"http://{HOST}:{self.admin_port}{path}"
 
     def port(self, role: str = "primary") -> int:
         return self.primary_port if role == "primary" else self.replica_port

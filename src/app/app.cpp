@@ -5,14 +5,18 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <chrono>
+#include <optional>
 #include <thread>
 
+#include "admin/admin_server.h"
 #include "common/logging.h"
 #include "core/cpu_count.h"
 #include "core/socket.h"
 #include "core/worker.h"
 #include "discovery/discovery_service.h"
+#include "metrics/scrape.h"
 #include "session/session_manager.h"
 
 namespace pgkeel::app {
@@ -50,6 +54,47 @@ common::LogStyle logStyle(const config::Options& o) {
   return o.logFormat == config::LogFormat::Json ? common::LogStyle::Json : common::LogStyle::Text;
 }
 
+using Managers = std::vector<std::unique_ptr<session::SessionManager>>;
+
+// Client connections open now through one listener, summed over workers (never below zero).
+std::uint64_t activeOn(const Managers& managers, ListenerRole role) {
+  using session::WorkerCounters;
+  const auto r = static_cast<std::size_t>(role);
+  std::uint64_t accepted = 0, closed = 0;
+  for (const auto& m : managers) {
+    for (const auto& counter : m->counters().closed[r]) closed += WorkerCounters::read(counter);
+    accepted += WorkerCounters::read(m->counters().accepted[r]);
+  }
+  return accepted > closed ? accepted - closed : 0;
+}
+
+// The data-plane metrics: each worker's own counters, summed at scrape time.
+void addSessionCounters(metrics::Scrape& scrape, const Managers& managers) {
+  using session::WorkerCounters;
+  std::uint64_t toServer = 0, toClient = 0;
+  for (const auto& m : managers) {
+    toServer += WorkerCounters::read(m->counters().bytesClientToServer);
+    toClient += WorkerCounters::read(m->counters().bytesServerToClient);
+  }
+  scrape.add("pgkeel_bytes_forwarded_total", {"client_to_server"}, toServer);
+  scrape.add("pgkeel_bytes_forwarded_total", {"server_to_client"}, toClient);
+  for (ListenerRole role : {ListenerRole::Primary, ListenerRole::Replica}) {
+    const auto r = static_cast<std::size_t>(role);
+    const std::string listener = router::toString(role);
+    std::uint64_t accepted = 0;
+    for (const auto& m : managers) accepted += WorkerCounters::read(m->counters().accepted[r]);
+    scrape.add("pgkeel_client_connections_accepted_total", {listener}, accepted);
+    scrape.add("pgkeel_client_connections_active", {listener}, activeOn(managers, role));
+    for (std::size_t reason = 0; reason < session::kCloseReasonCount; ++reason) {
+      std::uint64_t closed = 0;
+      for (const auto& m : managers)
+        closed += WorkerCounters::read(m->counters().closed[r][reason]);
+      scrape.add("pgkeel_client_connections_closed_total",
+                 {listener, session::toString(static_cast<session::CloseReason>(reason))}, closed);
+    }
+  }
+}
+
 }  // namespace
 
 struct App::Impl {
@@ -61,9 +106,18 @@ struct App::Impl {
   pool::NodeLoad load;
   session::CancelRegistry cancels;
   std::vector<std::unique_ptr<core::Worker>> workers;
-  std::vector<std::unique_ptr<session::SessionManager>> managers;
+  Managers managers;
+  std::unique_ptr<admin::AdminServer> admin;
+  std::vector<admin::ListenerStatus> listeners;  // as started; /status reads them
+  std::atomic<std::uint64_t> primaryChanges{0};
+  std::optional<discovery::NodeId> lastPrimary;  // discovery thread only, after start
 
   bool startDiscovery();
+  bool startAdmin();
+  void notePrimary(const discovery::RoutingTable& table);
+  std::string workersProblem();
+  std::string metricsText();
+  admin::ProcessStatus processStatus();
   bool startWorkers();
   bool listen(const std::string& address, ListenerRole role);
   void onReload();
@@ -92,10 +146,21 @@ bool App::Impl::startDiscovery() {
       std::make_unique<discovery::DiscoveryService>(std::move(owned), discoveryOptions(options));
   discovery = discoveryOwner.get();
   discovery->probeOnce();  // the first table exists before any client arrives
+  notePrimary(*discovery->current());
   discovery->subscribe([this](const discovery::RoutingTablePtr& table) {
+    notePrimary(*table);
     eachManager([table](session::SessionManager& m) { m.onTableChanged(table); });
   });
   return true;
+}
+
+// Counts a primary that differs from the last one seen (the first one seen is not a change).
+void App::Impl::notePrimary(const discovery::RoutingTable& table) {
+  const discovery::NodeState* primary = table.primaryNode();
+  if (primary == nullptr) return;
+  if (lastPrimary && *lastPrimary != primary->id)
+    primaryChanges.fetch_add(1, std::memory_order_relaxed);
+  lastPrimary = primary->id;
 }
 
 bool App::Impl::listen(const std::string& address, ListenerRole role) {
@@ -110,6 +175,7 @@ bool App::Impl::listen(const std::string& address, ListenerRole role) {
     }
     manager->addListener(std::move(fd), role);
   }
+  listeners.push_back({router::toString(role), address, 0});
   spdlog::info("listening on {} for {} connections ({} workers)", parsed->str(),
                router::toString(role), managers.size());
   return true;
@@ -128,6 +194,64 @@ bool App::Impl::startWorkers() {
       !listen(options.listenReplica, ListenerRole::Replica))
     return false;
   for (auto& worker : workers) worker->start();
+  return true;
+}
+
+// Every worker loop answers a posted ping within a second, or names the first that did not.
+std::string App::Impl::workersProblem() {
+  struct Pongs {
+    explicit Pongs(std::size_t n) : answered(n) {}
+    std::vector<std::atomic<bool>> answered;
+  };
+  auto pongs = std::make_shared<Pongs>(workers.size());
+  for (std::size_t i = 0; i < workers.size(); ++i)
+    workers[i]->loop().post([pongs, i] { pongs->answered[i].store(true); });
+  const auto deadline = std::chrono::steady_clock::now() + 1s;
+  for (std::size_t i = 0; i < workers.size(); ++i) {
+    while (!pongs->answered[i].load()) {
+      if (std::chrono::steady_clock::now() > deadline)
+        return "worker " + std::to_string(i) + " did not answer within 1s";
+      std::this_thread::sleep_for(2ms);
+    }
+  }
+  return "";
+}
+
+std::string App::Impl::metricsText() {
+  metrics::Scrape scrape;
+  scrape.add("pgkeel_up", {}, 1);
+  scrape.add("pgkeel_build_info", {PGKEEL_VERSION}, 1);
+  scrape.add("pgkeel_workers", {}, static_cast<double>(workers.size()));
+  addSessionCounters(scrape, managers);
+  scrape.add("pgkeel_primary_changes_total", {},
+             static_cast<double>(primaryChanges.load(std::memory_order_relaxed)));
+  metrics::addRoutingTable(scrape, *discovery->current());
+  return scrape.text();
+}
+
+admin::ProcessStatus App::Impl::processStatus() {
+  admin::ProcessStatus status{static_cast<int>(workers.size()), listeners};
+  for (auto& listener : status.listeners)
+    listener.activeSessions = activeOn(
+        managers, listener.role == "primary" ? ListenerRole::Primary : ListenerRole::Replica);
+  return status;
+}
+
+// The admin server reads only what these callbacks give it; readyz_requires_replica and
+// admin_listen apply at start.
+bool App::Impl::startAdmin() {
+  if (options.adminListen.empty()) return true;
+  admin::AdminSources sources{[d = discovery] { return d->current(); },
+                              [this] { return workersProblem(); },
+                              [this] { return processStatus(); }, [this] { return metricsText(); },
+                              options.readyzRequiresReplica};
+  admin = std::make_unique<admin::AdminServer>(std::move(sources));
+  std::string error;
+  if (!admin->start(options.adminListen, &error)) {
+    spdlog::critical("admin_listen: {}", error);
+    return false;
+  }
+  spdlog::info("admin HTTP server listening on {} (port {})", options.adminListen, admin->port());
   return true;
 }
 
@@ -178,6 +302,7 @@ void App::Impl::drainAndStop() {
   }
   if (left > 0) spdlog::warn("shutdown_timeout reached: closing {} session(s)", left);
   eachManager([](session::SessionManager& m) { m.closeAll(session::CloseReason::Shutdown); });
+  if (admin) admin->stop();  // it reads workers and managers: stop it before them
   discovery->stop();
   for (auto& worker : workers) worker->stop();
   for (auto& worker : workers) worker->join();
@@ -195,6 +320,10 @@ int App::run() {
   ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   spdlog::info("open file limit: {}", core::raiseOpenFileLimit());
   if (!impl_->startDiscovery() || !impl_->startWorkers()) return 1;
+  if (!impl_->startAdmin()) {
+    impl_->drainAndStop();
+    return 1;
+  }
   impl_->discovery->start();
   for (;;) {
     int signal = 0;

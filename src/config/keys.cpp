@@ -193,6 +193,11 @@ std::vector<Key> buildKeys() {
               "turn on TCP keepalive for client and server connections"),
       durationKey("shutdown_timeout", &Options::shutdownTimeout, Millis(0), hours(1),
                   "how long shutdown waits for clients to finish; 0s closes them at once"),
+      listenKey("admin_listen", &Options::adminListen, true,
+                "where the admin HTTP server (/healthz /readyz /status /metrics) listens; empty "
+                "disables it"),
+      boolKey("readyz_requires_replica", &Options::readyzRequiresReplica,
+              "/readyz also needs a healthy replica, not only a primary"),
       Key{"log_level", "LEVEL", "trace, debug, info, warn, error, critical or off", false,
           setLogLevel, [](const Options& o) { return o.logLevel; }},
       Key{"log_format", "FORMAT", "text, or json for one JSON object per line", false, setLogFormat,
@@ -230,6 +235,10 @@ std::vector<std::string> checkCombination(const Options& options) {
   std::vector<std::string> problems;
   if (!options.listenReplica.empty() && options.listenReplica == options.listenPrimary) {
     problems.push_back("listen_primary and listen_replica are both " + options.listenPrimary);
+  }
+  for (const std::string* listener : {&options.listenPrimary, &options.listenReplica}) {
+    if (!options.adminListen.empty() && options.adminListen == *listener)
+      problems.push_back("admin_listen and a client listener are both " + options.adminListen);
   }
   return problems;
 }

@@ -35,6 +35,10 @@ struct Options {
   bool tcpKeepalive = true;
   Millis shutdownTimeout{30000};
 
+  // Admin HTTP server (/healthz /readyz /status /metrics); empty disables it.
+  std::string adminListen = "0.0.0.0:9432";
+  bool readyzRequiresReplica = false;  // /readyz also needs a healthy replica
+
   // Logging.
   std::string logLevel = "info";  // trace debug info warn error critical off
   LogFormat logFormat = LogFormat::Text;

@@ -503,8 +503,9 @@ void Session::close(CloseReason reason) {
   auto& counters = manager_.counters();
   for (auto* pump : {&clientToServer_, &serverToClient_}) {
     if (!*pump) continue;
-    (pump == &clientToServer_ ? counters.bytesClientToServer : counters.bytesServerToClient) +=
-        (*pump)->moved();
+    WorkerCounters::bump(
+        pump == &clientToServer_ ? counters.bytesClientToServer : counters.bytesServerToClient,
+        (*pump)->moved());
     if ((*pump)->pending() == 0) manager_.pipes().give((*pump)->release());
   }
   if (spdlog::should_log(spdlog::level::debug))

@@ -46,6 +46,7 @@ class Session {
   void onTable(const discovery::RoutingTable& table);
   void close(CloseReason reason);
   State state() const { return state_; }
+  router::ListenerRole role() const { return role_; }
 
  private:
   struct Side : core::IoHandler {

@@ -33,7 +33,7 @@ void SessionManager::stopAccepting() {
 
 void SessionManager::adopt(core::Fd client, const sockaddr_storage& peer,
                            router::ListenerRole role) {
-  ++counters_.accepted[static_cast<std::size_t>(role)];
+  WorkerCounters::bump(counters_.accepted[static_cast<std::size_t>(role)]);
   auto session = std::make_unique<Session>(*this, nextId_++, std::move(client), peer, role);
   Session* raw = session.get();
   sessions_.emplace(raw, std::move(session));
@@ -42,7 +42,8 @@ void SessionManager::adopt(core::Fd client, const sockaddr_storage& peer,
 }
 
 void SessionManager::finished(Session* session, CloseReason reason) {
-  ++counters_.closed[static_cast<std::size_t>(reason)];
+  WorkerCounters::bump(counters_.closed[static_cast<std::size_t>(session->role())]
+                                       [static_cast<std::size_t>(reason)]);
   count_.fetch_sub(1, std::memory_order_relaxed);
   // The loop may still hold events naming this session in the current batch.
   loop_.defer([this, session] { sessions_.erase(session); });

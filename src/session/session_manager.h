@@ -44,12 +44,22 @@ struct SharedState {
   std::function<void()> nodeSuspect = [] {};
 };
 
-// Counters owned by one worker (plain integers: only its thread writes them).
+// Counters owned by one worker: only its thread writes them (bump), the metrics scrape reads
+// them from another thread, hence atomics with relaxed order (a plain load/add/store, no lock).
 struct WorkerCounters {
-  std::array<std::uint64_t, 2> accepted{};  // by ListenerRole
-  std::array<std::uint64_t, kCloseReasonCount> closed{};
-  std::uint64_t bytesClientToServer = 0;
-  std::uint64_t bytesServerToClient = 0;
+  using Counter = std::atomic<std::uint64_t>;
+  std::array<Counter, 2> accepted{};                               // by ListenerRole
+  std::array<std::array<Counter, kCloseReasonCount>, 2> closed{};  // by ListenerRole, CloseReason
+  Counter bytesClientToServer{0};                                  // counted when a session closes
+  Counter bytesServerToClient{0};
+
+  // Owner thread only: a single writer needs no read-modify-write instruction.
+  static void bump(Counter& counter, std::uint64_t by = 1) {
+    counter.store(counter.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+  }
+  static std::uint64_t read(const Counter& counter) {
+    return counter.load(std::memory_order_relaxed);
+  }
 };
 
 class SessionManager {
@@ -76,6 +86,8 @@ class SessionManager {
   const SessionSettings& settings() const { return settings_; }
   core::PipeCache& pipes() { return pipes_; }
   WorkerCounters& counters() { return counters_; }
+  // Thread-safe to read (relaxed atomics), for the metrics scrape.
+  const WorkerCounters& counters() const { return counters_; }
 
  private:
   core::EventLoop& loop_;

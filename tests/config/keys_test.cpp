@@ -41,7 +41,9 @@ TEST(KeyCatalogue, HoldsEveryOptionsKeyOnce) {
                                  "shutdown_timeout",
                                  "log_level",
                                  "log_format",
-                                 "client_login_timeout"};
+                                 "client_login_timeout",
+                                 "admin_listen",
+                                 "readyz_requires_replica"};
   std::set<std::string> names;
   for (const Key& key : keys()) {
     EXPECT_TRUE(names.insert(key.name).second) << key.name << " appears twice";

@@ -1,0 +1,106 @@
+"""Admin HTTP server: /healthz, /readyz through a failover, /status and /metrics against a real cluster."""
+
+import json
+import re
+import urllib.error
+import urllib.request
+
+from e2e_util import poll
+from pgcluster import query
+
+
+def get(pk, path: str) -> tuple[int, str, str]:
+    """(status, body, content type) of GET path on pgkeel's admin port; an HTTP error status is returned too."""
+    try:
+        with urllib.request.urlopen(pk.admin_url(path), timeout=5) as resp:
+            return resp.status, resp.read().decode(), resp.headers.get("Content-Type", "")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(), err.headers.get("Content-Type", "")
+
+
+def samples(text: str, name: str) -> dict[str, float]:
+    """Label text -> value for every sample of metric `name` in a Prometheus exposition."""
+    found = {}
+    for line in text.splitlines():
+        m = re.match(rf"^{name}(\{{.*\}})? (\S+)$", line)
+        if m:
+            found[m.group(1) or ""] = float(m.group(2))
+    return found
+
+
+def test_healthz_and_status(cluster, pgkeel):
+    """/healthz answers ok; /status lists both nodes with their roles, the listeners and the workers."""
+    assert get(pgkeel, "/healthz")[:2] == (200, "ok\n")
+    status, body, ctype = get(pgkeel, "/status")
+    assert status == 200 and ctype.startswith("application/json")
+    doc = json.loads(body)
+    roles = {n["endpoint"]: (n["role"], n["health"]) for n in doc["nodes"]}
+    assert roles == {f"127.0.0.1:{cluster.primary_port}": ("primary", "healthy"),
+                     f"127.0.0.1:{cluster.replica_port}": ("replica", "healthy")}
+    assert doc["primary"] == f"127.0.0.1:{cluster.primary_port}"
+    assert doc["version"] >= 1 and doc["workers"] == 2
+    assert {l["role"] for l in doc["listeners"]} == {"primary", "replica"}
+
+
+def test_metrics_count_connections(cluster, pgkeel):
+    """After a few psql connections, /metrics shows them accepted and closed on the primary listener, with
+    the node metrics of both nodes, in Prometheus text format."""
+    for _ in range(3):
+        assert query(pgkeel.port("primary"), "select 1") == "1"
+
+    def closed_enough():
+        text = get(pgkeel, "/metrics")[1]
+        closed = samples(text, "pgkeel_client_connections_closed_total")
+        return text if closed.get('{listener="primary",reason="client_closed"}', 0) >= 3 else None
+
+    text, _ = poll(closed_enough, 10, what="3 client_closed sessions in /metrics")
+    status, _, ctype = get(pgkeel, "/metrics")
+    assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
+    accepted = samples(text, "pgkeel_client_connections_accepted_total")
+    assert accepted['{listener="primary"}'] >= 3
+    assert samples(text, "pgkeel_up") == {"": 1.0}
+    roles = samples(text, "pgkeel_node_role")
+    assert roles[f'{{node="127.0.0.1:{cluster.primary_port}",role="primary"}}'] == 1
+    assert roles[f'{{node="127.0.0.1:{cluster.replica_port}",role="replica"}}'] == 1
+    assert samples(text, "pgkeel_bytes_forwarded_total")['{direction="server_to_client"}'] > 0
+    for line in text.splitlines():
+        assert line.startswith("#") or re.match(r"^pgkeel_[a-z0-9_]+(\{.*\})? \S+$", line), line
+
+
+def test_readyz_follows_the_primary(new_cluster, pgkeel_factory):
+    """/readyz is 200 with a primary, 503 with a reason once the primary is stopped, 200 again after the
+    replica is promoted; the promotion shows in pgkeel_primary_changes_total."""
+    c = new_cluster()
+    pk = pgkeel_factory(c)
+    assert get(pk, "/readyz")[:2] == (200, "ready\n")
+    c.stop_node("primary", mode="fast")
+    (status, body, _), _ = poll(lambda: (r := get(pk, "/readyz"))[0] == 503 and r, 15,
+                                what="/readyz 503 without a primary")
+    assert body.startswith("no primary"), body
+    assert get(pk, "/healthz")[0] == 200
+    c.promote_replica()
+    poll(lambda: get(pk, "/readyz")[0] == 200, 15, what="/readyz 200 after the promotion")
+    changes = samples(get(pk, "/metrics")[1], "pgkeel_primary_changes_total")
+    assert changes == {"": 1.0}
+
+
+def test_readyz_requires_replica(new_cluster, pgkeel_factory):
+    """With readyz_requires_replica, stopping the replica makes /readyz 503 though the primary is up."""
+    c = new_cluster()
+    pk = pgkeel_factory(c, flags={"readyz_requires_replica": "true"})
+    poll(lambda: get(pk, "/readyz")[0] == 200, 10, what="/readyz 200 with both nodes")
+    c.stop_node("replica", mode="fast")
+    (status, body, _), _ = poll(lambda: (r := get(pk, "/readyz"))[0] == 503 and r, 15,
+                                what="/readyz 503 without a replica")
+    assert body == "no healthy replica\n"
+
+
+def test_admin_listen_empty_disables_it(cluster, pgkeel_factory):
+    """An empty admin_listen serves no HTTP; the proxy works as before."""
+    pk = pgkeel_factory(cluster, flags={"admin_listen": ""})
+    try:
+        urllib.request.urlopen(pk.admin_url("/healthz"), timeout=2)
+        raise AssertionError("admin port answered with admin_listen empty")
+    except urllib.error.URLError:
+        pass
+    assert query(pk.port("primary"), "select 1") == "1"

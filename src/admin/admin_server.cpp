@@ -1,0 +1,87 @@
+// AdminServer: cpp-httplib routes for health, readiness, status and metrics.
+#include "admin/admin_server.h"
+
+#include <httplib.h>
+
+#include <chrono>
+
+namespace pgkeel::admin {
+namespace {
+
+// "ADDR:PORT" or "[V6]:PORT" into host and port (0 allowed: any free port); false if malformed.
+bool splitAddress(const std::string& address, std::string& host, int& port) {
+  const std::size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon + 1 == address.size()) return false;
+  host = address.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  port = 0;
+  for (char c : address.substr(colon + 1)) {
+    if (c < '0' || c > '9' || port > 65535) return false;
+    port = port * 10 + (c - '0');
+  }
+  return !host.empty() && port <= 65535;
+}
+
+void answer(httplib::Response& response, const std::string& problem, const std::string& okText) {
+  response.status = problem.empty() ? 200 : 503;
+  response.set_content((problem.empty() ? okText : problem) + "\n", "text/plain");
+}
+
+}  // namespace
+
+AdminServer::AdminServer(AdminSources sources)
+    : sources_(std::move(sources)), server_(std::make_unique<httplib::Server>()) {
+  route();
+}
+
+AdminServer::~AdminServer() {
+  stop();
+}
+
+void AdminServer::route() {
+  server_->Get("/healthz", [this](const httplib::Request&, httplib::Response& response) {
+    answer(response, sources_.livenessProblem(), "ok");
+  });
+  server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& response) {
+    answer(response, readinessProblem(*sources_.table(), sources_.readyRequiresReplica), "ready");
+  });
+  server_->Get("/status", [this](const httplib::Request&, httplib::Response& response) {
+    response.set_content(statusJson(*sources_.table(), sources_.process()).dump(2) + "\n",
+                         "application/json");
+  });
+  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
+    response.set_content(sources_.metricsText(), "text/plain; version=0.0.4");
+  });
+}
+
+bool AdminServer::start(const std::string& address, std::string* error) {
+  std::string host;
+  int port = 0;
+  if (!splitAddress(address, host, port)) {
+    *error = "\"" + address + "\" is not ADDR:PORT";
+    return false;
+  }
+  port_ =
+      port == 0 ? server_->bind_to_any_port(host) : (server_->bind_to_port(host, port) ? port : -1);
+  if (port_ <= 0) {
+    *error = "cannot listen on " + address;
+    return false;
+  }
+  thread_ = std::thread([this] {
+    server_->listen_after_bind();
+    listenReturned_ = true;
+  });
+  return true;
+}
+
+void AdminServer::stop() {
+  if (!thread_.joinable()) return;
+  // httplib's stop() does nothing until the listen loop runs: wait for it to start (or fail).
+  while (!server_->is_running() && !listenReturned_)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  server_->stop();
+  thread_.join();
+}
+
+}  // namespace pgkeel::admin

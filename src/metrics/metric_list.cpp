@@ -1,0 +1,68 @@
+// The one list of pgkeel's metrics; the exposition, README table and tests derive from it.
+#include "metrics/metric_list.h"
+
+namespace pgkeel::metrics {
+namespace {
+
+std::vector<MetricInfo> buildList() {
+  using enum MetricType;
+  return {
+      {"pgkeel_up", Gauge, "1 while pgkeel is running", {}},
+      {"pgkeel_build_info", Gauge, "always 1; the version label names the build", {"version"}},
+      {"pgkeel_workers", Gauge, "worker threads (epoll loops)", {}},
+      {"pgkeel_client_connections_accepted_total",
+       Counter,
+       "client connections accepted, by listener",
+       {"listener"}},
+      {"pgkeel_client_connections_active",
+       Gauge,
+       "client connections open now, by listener",
+       {"listener"}},
+      {"pgkeel_client_connections_closed_total",
+       Counter,
+       "client connections closed, by listener and close reason",
+       {"listener", "reason"}},
+      {"pgkeel_bytes_forwarded_total",
+       Counter,
+       "bytes moved between clients and servers, counted when a session closes",
+       {"direction"}},
+      {"pgkeel_routing_table_version", Gauge, "version of the current routing table", {}},
+      {"pgkeel_primary_changes_total",
+       Counter,
+       "routing tables naming a primary different from the last one seen",
+       {}},
+      {"pgkeel_node_role",
+       Gauge,
+       "1 for the node's role from its last successful probe, 0 for the others",
+       {"node", "role"}},
+      {"pgkeel_node_healthy", Gauge, "1 while the node is healthy (routable), else 0", {"node"}},
+      {"pgkeel_node_replication_lag_bytes",
+       Gauge,
+       "replica's replay lag behind the primary in bytes of WAL",
+       {"node"}},
+      {"pgkeel_node_replication_lag_seconds",
+       Gauge,
+       "replica's replay lag: now minus its last replayed transaction's time",
+       {"node"}},
+      {"pgkeel_node_probe_latency_seconds", Gauge, "duration of the node's last probe", {"node"}},
+  };
+}
+
+}  // namespace
+
+const char* toString(MetricType type) {
+  return type == MetricType::Counter ? "counter" : "gauge";
+}
+
+const std::vector<MetricInfo>& metricList() {
+  static const std::vector<MetricInfo> kList = buildList();
+  return kList;
+}
+
+const MetricInfo* findMetric(std::string_view name) {
+  for (const MetricInfo& info : metricList())
+    if (info.name == name) return &info;
+  return nullptr;
+}
+
+}  // namespace pgkeel::metrics

@@ -1,0 +1,58 @@
+// Tests for AdminServer: real HTTP on a port the kernel picks.
+#include "admin/admin_server.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+namespace pgkeel::admin {
+namespace {
+
+AdminSources sources(discovery::RoutingTablePtr table) {
+  return {[table] { return table; }, [] { return std::string(); },
+          [] {
+            return ProcessStatus{1, {}};
+          },
+          [] { return std::string("pgkeel_up 1\n"); }};
+}
+
+// Each endpoint answers; readyz is 503 with a reason while the table has no primary.
+TEST(AdminServer, ServesTheFourEndpoints) {
+  AdminServer server(sources(std::make_shared<const discovery::RoutingTable>()));
+  std::string error;
+  ASSERT_TRUE(server.start("127.0.0.1:0", &error)) << error;
+  httplib::Client client("127.0.0.1", server.port());
+  auto health = client.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(health->body, "ok\n");
+  auto ready = client.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 503);
+  EXPECT_EQ(ready->body.rfind("no primary", 0), 0u) << ready->body;
+  auto status = client.Get("/status");
+  ASSERT_TRUE(status);
+  EXPECT_EQ(nlohmann::json::parse(status->body)["workers"], 1);
+  auto metrics = client.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->get_header_value("Content-Type"), "text/plain; version=0.0.4");
+  server.stop();
+}
+
+// A bad address is refused with a message; stop() without start() is harmless.
+TEST(AdminServer, RejectsBadAddress) {
+  AdminServer server(sources(std::make_shared<const discovery::RoutingTable>()));
+  std::string error;
+  EXPECT_FALSE(server.start("nonsense", &error));
+  EXPECT_FALSE(error.empty());
+}
+
+// Stopping right after starting does not hang.
+TEST(AdminServer, StopsRightAfterStart) {
+  AdminServer server(sources(std::make_shared<const discovery::RoutingTable>()));
+  std::string error;
+  ASSERT_TRUE(server.start("127.0.0.1:0", &error)) << error;
+  server.stop();
+}
+
+}  // namespace
+}  // namespace pgkeel::admin
