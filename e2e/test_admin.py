@@ -104,3 +104,56 @@ def test_admin_listen_empty_disables_it(cluster, pgkeel_factory):
     except urllib.error.URLError:
         pass
     assert query(pk.port("primary"), "select 1") == "1"
+
+
+def post(pk, path: str) -> tuple[int, str]:
+    """(status, body) of POST path on pgkeel's admin port."""
+    req = urllib.request.Request(pk.admin_url(path), data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_sigterm_drain_delay(cluster, pgkeel_factory):
+    """SIGTERM with drain_delay 1.5s: /readyz answers 503 draining at once, new connections are still
+    accepted during the delay (a pgbench-style client keeps working), then refused; exit code 0."""
+    import signal
+    import time
+
+    import pgwire
+    from e2e_util import connect, one
+
+    pk = pgkeel_factory(cluster, flags={"drain_delay": "1500ms", "shutdown_timeout": "5s"})
+    assert get(pk, "/readyz")[0] == 200
+    pk.expect_exit = True
+    t0 = time.monotonic()
+    pk.signal(signal.SIGTERM)
+    status, body, _ = get(pk, "/readyz")
+    assert (status, body) == (503, "draining: pgkeel is shutting down\n")
+    during = connect(pk.dsn("primary"))  # accepted during drain_delay
+    assert one(during, "select 'still accepting'") == ("still accepting",)
+    assert time.monotonic() - t0 < 1.5
+    poll(lambda: pgwire.connect_refused("127.0.0.1", pk.primary_port), timeout=4, interval=0.05,
+         what="the listeners to close after drain_delay")
+    assert time.monotonic() - t0 >= 1.4
+    assert one(during, "select 'in-flight session finishes'") == ("in-flight session finishes",)
+    during.close()
+    assert pk.proc.wait(timeout=10) == 0
+
+
+def test_post_reload_keeps_config_on_error(cluster, pgkeel_factory, tmp_path):
+    """POST /reload: a good file answers 200; a bad one answers 400 naming the key and line and changes
+    nothing (pgkeel keeps serving); both outcomes are counted in pgkeel_config_reloads_total."""
+    conf = tmp_path / "pgkeel.yaml"
+    conf.write_text("replica_fallback: true\n")
+    pk = pgkeel_factory(cluster, flags={"config": str(conf)})
+    assert post(pk, "/reload") == (200, "configuration reloaded\n")
+    conf.write_text("replica_fallback: true\nprobe_timeout: soon\n")
+    status, body = post(pk, "/reload")
+    assert status == 400
+    assert "probe_timeout" in body and ":2:" in body, body
+    assert query(pk.primary_port, "select pg_is_in_recovery()") == "f"
+    counts = samples(get(pk, "/metrics")[1], "pgkeel_config_reloads_total")
+    assert counts == {'{result="success"}': 1.0, '{result="failure"}': 1.0}

@@ -44,7 +44,16 @@ void AdminServer::route() {
     answer(response, sources_.livenessProblem(), "ok");
   });
   server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& response) {
-    answer(response, readinessProblem(*sources_.table(), sources_.readyRequiresReplica), "ready");
+    const std::string problem =
+        sources_.draining() ? "draining: pgkeel is shutting down"
+                            : readinessProblem(*sources_.table(), sources_.readyRequiresReplica);
+    answer(response, problem, "ready");
+  });
+  server_->Post("/reload", [this](const httplib::Request&, httplib::Response& response) {
+    std::string text;
+    for (const auto& problem : sources_.reload()) text += problem + "\n";
+    response.status = text.empty() ? 200 : 400;
+    response.set_content(text.empty() ? "configuration reloaded\n" : text, "text/plain");
   });
   server_->Get("/status", [this](const httplib::Request&, httplib::Response& response) {
     response.set_content(statusJson(*sources_.table(), sources_.process()).dump(2) + "\n",

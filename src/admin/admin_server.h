@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "admin/status.h"
 #include "discovery/routing_table.h"
@@ -23,6 +24,9 @@ struct AdminSources {
   std::function<ProcessStatus()> process;
   std::function<std::string()> metricsText;  // Prometheus text exposition
   bool readyRequiresReplica = false;
+  std::function<bool()> draining = [] { return false; };  // /readyz fails at once while true
+  // POST /reload: re-reads the configuration; returns every problem (none: reloaded).
+  std::function<std::vector<std::string>()> reload = [] { return std::vector<std::string>{}; };
 };
 
 class AdminServer {

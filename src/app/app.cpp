@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -110,6 +111,10 @@ struct App::Impl {
   std::unique_ptr<admin::AdminServer> admin;
   std::vector<admin::ListenerStatus> listeners;  // as started; /status reads them
   std::atomic<std::uint64_t> primaryChanges{0};
+  std::atomic<std::uint64_t> reloadsSucceeded{0};
+  std::atomic<std::uint64_t> reloadsFailed{0};
+  std::atomic<bool> draining{false};  // SIGTERM seen: /readyz fails
+  std::mutex reloadMutex;
   std::optional<discovery::NodeId> lastPrimary;  // discovery thread only, after start
 
   bool startDiscovery();
@@ -120,7 +125,8 @@ struct App::Impl {
   admin::ProcessStatus processStatus();
   bool startWorkers();
   bool listen(const std::string& address, ListenerRole role);
-  void onReload();
+  std::vector<std::string> onReload();
+  void waitDrainDelay(const sigset_t& signals);
   void drainAndStop();
   std::size_t activeSessions() const;
   void eachManager(std::function<void(session::SessionManager&)> task);
@@ -223,6 +229,10 @@ std::string App::Impl::metricsText() {
   scrape.add("pgkeel_build_info", {PGKEEL_VERSION}, 1);
   scrape.add("pgkeel_workers", {}, static_cast<double>(workers.size()));
   addSessionCounters(scrape, managers);
+  scrape.add("pgkeel_config_reloads_total", {"success"},
+             static_cast<double>(reloadsSucceeded.load(std::memory_order_relaxed)));
+  scrape.add("pgkeel_config_reloads_total", {"failure"},
+             static_cast<double>(reloadsFailed.load(std::memory_order_relaxed)));
   scrape.add("pgkeel_primary_changes_total", {},
              static_cast<double>(primaryChanges.load(std::memory_order_relaxed)));
   metrics::addRoutingTable(scrape, *discovery->current());
@@ -245,6 +255,8 @@ bool App::Impl::startAdmin() {
                               [this] { return workersProblem(); },
                               [this] { return processStatus(); }, [this] { return metricsText(); },
                               options.readyzRequiresReplica};
+  sources.draining = [this] { return draining.load(std::memory_order_relaxed); };
+  sources.reload = [this] { return onReload(); };
   admin = std::make_unique<admin::AdminServer>(std::move(sources));
   std::string error;
   if (!admin->start(options.adminListen, &error)) {
@@ -268,19 +280,20 @@ std::size_t App::Impl::activeSessions() const {
 
 // SIGHUP: re-read everything; a bad file keeps the running configuration. Listener addresses and
 // the worker count apply at the next start.
-void App::Impl::onReload() {
+// SIGHUP (main thread) and POST /reload (admin thread) both land here, one at a time.
+std::vector<std::string> App::Impl::onReload() {
+  std::lock_guard lock(reloadMutex);
   auto result = reload();
+  std::string error;
+  auto list = result.ok() ? endpoints(result.options, &error) : std::vector<discovery::Endpoint>{};
+  if (!error.empty()) result.errors.push_back("candidates: " + error);
   if (!result.ok()) {
     for (const auto& e : result.errors) spdlog::error("reload: {}", e);
     spdlog::error("reload failed: keeping the running configuration");
-    return;
+    reloadsFailed.fetch_add(1, std::memory_order_relaxed);
+    return result.errors;
   }
-  std::string error;
-  auto list = endpoints(result.options, &error);
-  if (!error.empty()) {
-    spdlog::error("reload failed: candidates: {}", error);
-    return;
-  }
+  reloadsSucceeded.fetch_add(1, std::memory_order_relaxed);
   options = result.options;
   common::setupLogging(options.logLevel, logStyle(options));
   source->setEndpoints(list);
@@ -288,6 +301,25 @@ void App::Impl::onReload() {
   eachManager([s = sessionSettings(options)](session::SessionManager& m) { m.applySettings(s); });
   discovery->probeNow();
   spdlog::info("configuration reloaded ({} candidates)", list.size());
+  return {};
+}
+
+// Rolling updates: /readyz already fails, so Kubernetes removes the endpoint while listeners keep
+// accepting for drain_delay. A second SIGTERM or SIGINT ends the delay; SIGHUP still reloads.
+void App::Impl::waitDrainDelay(const sigset_t& signals) {
+  if (options.drainDelay.count() == 0) return;
+  spdlog::info("draining: /readyz fails; still accepting for drain_delay {} ms",
+               options.drainDelay.count());
+  const auto deadline = std::chrono::steady_clock::now() + options.drainDelay;
+  for (auto left = options.drainDelay; left.count() > 0;
+       left = std::chrono::ceil<std::chrono::milliseconds>(deadline -
+                                                           std::chrono::steady_clock::now())) {
+    const timespec wait{static_cast<time_t>(left.count() / 1000),
+                        static_cast<long>(left.count() % 1000) * 1000000L};
+    const int signal = ::sigtimedwait(&signals, nullptr, &wait);
+    if (signal == SIGHUP) onReload();
+    if (signal == SIGTERM || signal == SIGINT) return;
+  }
 }
 
 void App::Impl::drainAndStop() {
@@ -333,6 +365,8 @@ int App::run() {
       continue;
     }
     spdlog::info("received {}", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+    impl_->draining = true;
+    if (signal == SIGTERM) impl_->waitDrainDelay(signals);
     break;
   }
   impl_->drainAndStop();

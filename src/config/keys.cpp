@@ -191,6 +191,8 @@ std::vector<Key> buildKeys() {
               "send replica-port clients to the primary while no replica is healthy"),
       boolKey("tcp_keepalive", &Options::tcpKeepalive,
               "turn on TCP keepalive for client and server connections"),
+      durationKey("drain_delay", &Options::drainDelay, Millis(0), minutes(10),
+                  "after SIGTERM, how long /readyz fails while listeners still accept"),
       durationKey("shutdown_timeout", &Options::shutdownTimeout, Millis(0), hours(1),
                   "how long shutdown waits for clients to finish; 0s closes them at once"),
       listenKey("admin_listen", &Options::adminListen, true,

@@ -34,6 +34,7 @@ struct Options {
   bool replicaFallback = true;
   bool tcpKeepalive = true;
   Millis shutdownTimeout{30000};
+  Millis drainDelay{0};
 
   // Admin HTTP server (/healthz /readyz /status /metrics); empty disables it.
   std::string adminListen = "0.0.0.0:9432";

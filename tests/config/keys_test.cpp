@@ -42,6 +42,7 @@ TEST(KeyCatalogue, HoldsEveryOptionsKeyOnce) {
                                  "log_level",
                                  "log_format",
                                  "client_login_timeout",
+                                 "drain_delay",
                                  "admin_listen",
                                  "readyz_requires_replica"};
   std::set<std::string> names;
