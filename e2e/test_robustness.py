@@ -3,12 +3,15 @@
 import socket
 import struct
 import subprocess
+import threading
 import time
 
+import psycopg2
+import psycopg2.errors
 import pytest
 
 import pgwire
-from e2e_util import connect, one
+from e2e_util import connect, one, poll
 from pgcluster import client_env
 
 GARBAGE = {
@@ -108,3 +111,30 @@ def test_silent_client_is_closed_after_client_login_timeout(cluster, pgkeel_fact
     assert 0.3 < waited < 5, waited
     silent.close()
     partial.close()
+
+
+def test_connection_caps_answer_53300(cluster, pgkeel_factory):
+    """max_client_connections 3 and max_replica_connections 1: the connection past a cap gets FATAL
+    53300 naming the cap (a raw StartupMessage, and psql through SSLRequest + 'N'), the sessions already
+    open keep working, a cancel still passes at the cap, and a slot frees when a session ends."""
+    pk = pgkeel_factory(cluster, flags={"max_client_connections": "3",
+                                        "max_replica_connections": "1"}, wait_replica=True)
+    reader = connect(pk.dsn("replica"))
+    refused = pgwire.try_startup("127.0.0.1", pk.replica_port)
+    assert (refused.outcome, refused.sqlstate) == ("error", "53300"), refused
+    assert "max_replica_connections 1" in refused.message
+    writers = [connect(pk.dsn("primary")) for _ in range(2)]
+    over = subprocess.run(["psql", "-X", "-At", pk.dsn("primary"), "-c", "select 1"],
+                          capture_output=True, text=True, env=client_env(), timeout=20)
+    assert over.returncode != 0 and "too many clients already (max_client_connections 3)" in over.stderr
+    busy = writers[0]
+    timer = threading.Timer(0.5, busy.cancel)  # a CancelRequest while at the cap
+    timer.start()
+    with pytest.raises(psycopg2.errors.QueryCanceled):
+        one(busy, "select pg_sleep(10)")
+    assert one(reader, "select pg_is_in_recovery()") == (True,)
+    writers[1].close()
+    poll(lambda: pgwire.try_startup("127.0.0.1", pk.primary_port).outcome == "ready", timeout=5,
+         what="a slot to free after a session ended")
+    for c in [reader, writers[0]]:
+        c.close()

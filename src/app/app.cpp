@@ -42,6 +42,8 @@ session::SessionSettings sessionSettings(const config::Options& o) {
   s.loginTimeout = o.clientLoginTimeout;
   s.route.replicaFallback = o.replicaFallback;
   s.tcpKeepalive = o.tcpKeepalive;
+  s.limits.total = o.maxClientConnections;
+  s.limits.perListener = {o.maxPrimaryConnections, o.maxReplicaConnections};
   return s;
 }
 
@@ -106,6 +108,7 @@ struct App::Impl {
   discovery::StaticSource* source = nullptr;
   pool::NodeLoad load;
   session::CancelRegistry cancels;
+  session::ClientCounts clients;
   std::vector<std::unique_ptr<core::Worker>> workers;
   Managers managers;
   std::unique_ptr<admin::AdminServer> admin;
@@ -189,7 +192,7 @@ bool App::Impl::listen(const std::string& address, ListenerRole role) {
 
 bool App::Impl::startWorkers() {
   const int count = options.workers > 0 ? options.workers : core::usableCpus();
-  const session::SharedState shared{discovery->handle(), load, cancels,
+  const session::SharedState shared{discovery->handle(), load, cancels, clients,
                                     [d = discovery] { d->probeNow(); }};
   for (int i = 0; i < count; ++i) {
     workers.push_back(std::make_unique<core::Worker>(i));

@@ -31,6 +31,9 @@ struct Options {
   Millis primaryWait{5000};
   Millis connectTimeout{5000};
   Millis clientLoginTimeout{60000};
+  int maxClientConnections = 10000;  // 0 = no limit
+  int maxPrimaryConnections = 0;     // 0 = only max_client_connections
+  int maxReplicaConnections = 0;
   bool replicaFallback = true;
   bool tcpKeepalive = true;
   Millis shutdownTimeout{30000};

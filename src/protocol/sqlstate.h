@@ -17,10 +17,11 @@ inline constexpr SqlState kConnectionFailure{"08006", "connection_failure"};
 inline constexpr SqlState kProtocolViolation{"08P01", "protocol_violation"};
 inline constexpr SqlState kFeatureNotSupported{"0A000", "feature_not_supported"};
 inline constexpr SqlState kAdminShutdown{"57P01", "admin_shutdown"};
+inline constexpr SqlState kTooManyConnections{"53300", "too_many_connections"};
 }  // namespace sqlstate
 
 inline constexpr std::array kEmittedSqlStates{
-    sqlstate::kCannotConnectNow, sqlstate::kConnectionFailure, sqlstate::kProtocolViolation,
-    sqlstate::kFeatureNotSupported, sqlstate::kAdminShutdown};
+    sqlstate::kCannotConnectNow,    sqlstate::kConnectionFailure, sqlstate::kProtocolViolation,
+    sqlstate::kFeatureNotSupported, sqlstate::kAdminShutdown,     sqlstate::kTooManyConnections};
 
 }  // namespace pgkeel::protocol

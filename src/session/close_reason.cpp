@@ -9,6 +9,8 @@ const char* toString(CloseReason reason) {
       return "client_closed";
     case CloseReason::LoginTimeout:
       return "login_timeout";
+    case CloseReason::TooManyClients:
+      return "too_many_clients";
     case CloseReason::ServerClosed:
       return "server_closed";
     case CloseReason::ClientError:

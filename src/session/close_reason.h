@@ -9,6 +9,7 @@ namespace pgkeel::session {
 enum class CloseReason {
   ClientClosed,      // the client hung up
   LoginTimeout,      // no complete start-up packet within client_login_timeout
+  TooManyClients,    // over max_client_connections or the listener's cap (53300 sent)
   ServerClosed,      // the server hung up
   ClientError,       // socket error on the client side
   ServerError,       // socket error on the server side
@@ -23,7 +24,7 @@ enum class CloseReason {
   Shutdown,          // pgkeel is stopping
 };
 
-inline constexpr std::size_t kCloseReasonCount = 14;
+inline constexpr std::size_t kCloseReasonCount = 15;
 
 const char* toString(CloseReason reason);
 

@@ -78,7 +78,8 @@ void Session::Side::onIo(std::uint32_t events) {
   if (session->state_ != State::Closed) session->updateInterest();
 }
 
-void Session::start() {
+void Session::start(std::string refusal) {
+  refusal_ = std::move(refusal);
   core::setNoDelay(client_.get());
   core::setKeepalive(client_.get(), manager_.settings().tcpKeepalive);
   clientInterest_ = kRead;
@@ -141,6 +142,13 @@ void Session::readStartup() {
 void Session::handleStartupPacket(const protocol::StartupParse& parsed) {
   clearTimer();
   startupKind_ = parsed.packet.kind;
+  // Like PostgreSQL over max_connections: cancels still pass; the refusal answers the
+  // StartupMessage (after an 'N' to an encryption request, see failWith).
+  if (!refusal_.empty() && startupKind_ != protocol::StartupKind::CancelRequest) {
+    deferredError_ = DeferredError{CloseReason::TooManyClients,
+                                   protocol::sqlstate::kTooManyConnections, std::move(refusal_)};
+    refusal_.clear();
+  }
   if (deferredError_ && startupKind_ != protocol::StartupKind::CancelRequest) {
     auto error = std::move(*deferredError_);
     deferredError_.reset();

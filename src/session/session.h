@@ -42,7 +42,8 @@ class Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  void start();
+  // refusal: "" when admitted, else the 53300 message sent after the start-up packet.
+  void start(std::string refusal = "");
   void onTable(const discovery::RoutingTable& table);
   void close(CloseReason reason);
   State state() const { return state_; }
@@ -126,6 +127,7 @@ class Session {
     std::string message;
   };
   std::optional<DeferredError> deferredError_;
+  std::string refusal_;  // over a connection cap: refused once the start-up packet is read
 };
 
 const char* toString(Session::State state);

@@ -38,15 +38,33 @@ void SessionManager::adopt(core::Fd client, const sockaddr_storage& peer,
   Session* raw = session.get();
   sessions_.emplace(raw, std::move(session));
   count_.fetch_add(1, std::memory_order_relaxed);
-  raw->start();
+  raw->start(admit(role));
 }
 
 void SessionManager::finished(Session* session, CloseReason reason) {
   WorkerCounters::bump(counters_.closed[static_cast<std::size_t>(session->role())]
                                        [static_cast<std::size_t>(reason)]);
   count_.fetch_sub(1, std::memory_order_relaxed);
+  shared_.clients.total.fetch_sub(1, std::memory_order_relaxed);
+  shared_.clients.perListener[static_cast<std::size_t>(session->role())].fetch_sub(
+      1, std::memory_order_relaxed);
   // The loop may still hold events naming this session in the current batch.
   loop_.defer([this, session] { sessions_.erase(session); });
+}
+
+// Counts the new client in; "" when it is within every cap, else the 53300 message it gets.
+std::string SessionManager::admit(router::ListenerRole role) {
+  const auto r = static_cast<std::size_t>(role);
+  const int total = shared_.clients.total.fetch_add(1, std::memory_order_relaxed) + 1;
+  const int mine = shared_.clients.perListener[r].fetch_add(1, std::memory_order_relaxed) + 1;
+  const auto& limits = settings_.limits;
+  if (limits.total > 0 && total > limits.total)
+    return "sorry, too many clients already (max_client_connections " +
+           std::to_string(limits.total) + ")";
+  if (limits.perListener[r] > 0 && mine > limits.perListener[r])
+    return "sorry, too many clients already (max_" + std::string(router::toString(role)) +
+           "_connections " + std::to_string(limits.perListener[r]) + ")";
+  return "";
 }
 
 void SessionManager::onTableChanged(discovery::RoutingTablePtr table) {

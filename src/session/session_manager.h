@@ -27,11 +27,24 @@ class Acceptor;
 class CancelForwarder;
 class Session;
 
+// Caps on client connections open at once; 0 means no cap.
+struct ClientLimits {
+  int total = 10000;
+  std::array<int, 2> perListener{};  // by ListenerRole
+};
+
+// Client connections open now, shared by workers (one atomic add at accept and at close).
+struct ClientCounts {
+  std::atomic<int> total{0};
+  std::array<std::atomic<int>, 2> perListener{};
+};
+
 struct SessionSettings {
   std::chrono::milliseconds primaryWait{5000};
   std::chrono::milliseconds connectTimeout{5000};
   std::chrono::milliseconds loginTimeout{60000};
   router::RouteOptions route;
+  ClientLimits limits;
   bool tcpKeepalive = true;
 };
 
@@ -40,6 +53,7 @@ struct SharedState {
   const discovery::RoutingTableHandle& tables;
   pool::NodeLoad& load;
   CancelRegistry& cancels;
+  ClientCounts& clients;
   // Thread-safe: a connect to a node failed; discovery should look again now, not next interval.
   std::function<void()> nodeSuspect = [] {};
 };
@@ -80,6 +94,7 @@ class SessionManager {
   // For sessions and acceptors.
   void adopt(core::Fd client, const sockaddr_storage& peer, router::ListenerRole role);
   void finished(Session* session, CloseReason reason);
+  std::string admit(router::ListenerRole role);
   void forwardCancel(core::Fd client, const protocol::CancelKey& key);
   core::EventLoop& loop() { return loop_; }
   const SharedState& shared() const { return shared_; }

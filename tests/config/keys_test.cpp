@@ -43,6 +43,9 @@ TEST(KeyCatalogue, HoldsEveryOptionsKeyOnce) {
                                  "log_format",
                                  "client_login_timeout",
                                  "drain_delay",
+                                 "max_client_connections",
+                                 "max_primary_connections",
+                                 "max_replica_connections",
                                  "admin_listen",
                                  "readyz_requires_replica"};
   std::set<std::string> names;
