@@ -78,10 +78,17 @@ def test_readyz_follows_the_primary(new_cluster, pgkeel_factory):
                                 what="/readyz 503 without a primary")
     assert body.startswith("no primary"), body
     assert get(pk, "/healthz")[0] == 200
+    # A client arriving now waits (primary_wait 2s) and is refused with 57P03.
+    assert query(pk.primary_port, "select 1", check=False) == ""
     c.promote_replica()
     poll(lambda: get(pk, "/readyz")[0] == 200, 15, what="/readyz 200 after the promotion")
-    changes = samples(get(pk, "/metrics")[1], "pgkeel_primary_changes_total")
-    assert changes == {"": 1.0}
+    text = get(pk, "/metrics")[1]
+    assert samples(text, "pgkeel_primary_changes_total") == {"": 1.0}
+    assert samples(text, "pgkeel_no_primary_seconds_total")[""] > 0.5
+    assert samples(text, "pgkeel_client_connections_waited_total")['{listener="primary"}'] >= 1
+    old_primary = f'{{node="127.0.0.1:{c.primary_port}"}}'
+    assert samples(text, "pgkeel_node_probe_failures_total")[old_primary] >= 1
+    assert samples(text, "pgkeel_server_connections_opened_total")[old_primary] >= 1
 
 
 def test_readyz_requires_replica(new_cluster, pgkeel_factory):

@@ -180,6 +180,7 @@ NodeState TableBuilder::observe(const ProbeResult& result) {
   node.probeLatency = result.latency;
   if (!result.ok) node.lastError = result.error.empty() ? "probe failed" : result.error;
   node.consecutiveFailures = tracker.failures;
+  node.probeFailures = tracker.failuresTotal;
   return node;
 }
 
@@ -193,6 +194,7 @@ void TableBuilder::updateHealth(Tracker& tracker, bool ok) const {
   } else {
     tracker.successes = 0;
     tracker.failures = saturatingIncrement(tracker.failures);
+    ++tracker.failuresTotal;
     bool failed = tracker.health == NodeHealth::Healthy &&
                   tracker.failures >= atLeastOne(policy_.unhealthyAfter);
     if (tracker.health == NodeHealth::Unknown || failed) tracker.health = NodeHealth::Unhealthy;

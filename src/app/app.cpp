@@ -72,6 +72,28 @@ std::uint64_t activeOn(const Managers& managers, ListenerRole role) {
 }
 
 // The data-plane metrics: each worker's own counters, summed at scrape time.
+std::int64_t steadyNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Server connections per node of the current table, summed over workers (indexed by NodeId).
+void addServerCounters(metrics::Scrape& scrape, const Managers& managers,
+                       const discovery::RoutingTable& table) {
+  using session::WorkerCounters;
+  for (const auto& node : table.nodes) {
+    const auto slot = node.id % discovery::kMaxNodes;
+    std::uint64_t opened = 0, failed = 0;
+    for (const auto& m : managers) {
+      opened += WorkerCounters::read(m->counters().serverOpened[slot]);
+      failed += WorkerCounters::read(m->counters().serverFailed[slot]);
+    }
+    scrape.add("pgkeel_server_connections_opened_total", {node.endpoint.str()}, opened);
+    scrape.add("pgkeel_server_connections_failed_total", {node.endpoint.str()}, failed);
+  }
+}
+
 void addSessionCounters(metrics::Scrape& scrape, const Managers& managers) {
   using session::WorkerCounters;
   std::uint64_t toServer = 0, toClient = 0;
@@ -88,6 +110,9 @@ void addSessionCounters(metrics::Scrape& scrape, const Managers& managers) {
     for (const auto& m : managers) accepted += WorkerCounters::read(m->counters().accepted[r]);
     scrape.add("pgkeel_client_connections_accepted_total", {listener}, accepted);
     scrape.add("pgkeel_client_connections_active", {listener}, activeOn(managers, role));
+    std::uint64_t waited = 0;
+    for (const auto& m : managers) waited += WorkerCounters::read(m->counters().waited[r]);
+    scrape.add("pgkeel_client_connections_waited_total", {listener}, waited);
     for (std::size_t reason = 0; reason < session::kCloseReasonCount; ++reason) {
       std::uint64_t closed = 0;
       for (const auto& m : managers)
@@ -114,6 +139,9 @@ struct App::Impl {
   std::unique_ptr<admin::AdminServer> admin;
   std::vector<admin::ListenerStatus> listeners;  // as started; /status reads them
   std::atomic<std::uint64_t> primaryChanges{0};
+  std::atomic<std::int64_t> noPrimarySince{
+      0};  // steady ns when the primary went missing; 0: there is one
+  std::atomic<std::uint64_t> noPrimaryNanos{0};  // closed spells without a primary
   std::atomic<std::uint64_t> reloadsSucceeded{0};
   std::atomic<std::uint64_t> reloadsFailed{0};
   std::atomic<bool> draining{false};  // SIGTERM seen: /readyz fails
@@ -166,7 +194,14 @@ bool App::Impl::startDiscovery() {
 // Counts a primary that differs from the last one seen (the first one seen is not a change).
 void App::Impl::notePrimary(const discovery::RoutingTable& table) {
   const discovery::NodeState* primary = table.primaryNode();
-  if (primary == nullptr) return;
+  const std::int64_t now = steadyNanos();
+  if (primary == nullptr) {
+    std::int64_t none = 0;
+    noPrimarySince.compare_exchange_strong(none, now, std::memory_order_relaxed);
+    return;
+  }
+  if (const std::int64_t since = noPrimarySince.exchange(0, std::memory_order_relaxed); since != 0)
+    noPrimaryNanos.fetch_add(static_cast<std::uint64_t>(now - since), std::memory_order_relaxed);
   if (lastPrimary && *lastPrimary != primary->id)
     primaryChanges.fetch_add(1, std::memory_order_relaxed);
   lastPrimary = primary->id;
@@ -238,7 +273,13 @@ std::string App::Impl::metricsText() {
              static_cast<double>(reloadsFailed.load(std::memory_order_relaxed)));
   scrape.add("pgkeel_primary_changes_total", {},
              static_cast<double>(primaryChanges.load(std::memory_order_relaxed)));
-  metrics::addRoutingTable(scrape, *discovery->current());
+  const std::int64_t since = noPrimarySince.load(std::memory_order_relaxed);
+  const auto open = since != 0 ? static_cast<std::uint64_t>(steadyNanos() - since) : 0;
+  scrape.add("pgkeel_no_primary_seconds_total", {},
+             static_cast<double>(noPrimaryNanos.load(std::memory_order_relaxed) + open) / 1e9);
+  const discovery::RoutingTablePtr table = discovery->current();
+  addServerCounters(scrape, managers, *table);
+  metrics::addRoutingTable(scrape, *table);
   return scrape.text();
 }
 

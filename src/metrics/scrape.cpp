@@ -54,6 +54,7 @@ void addRoutingTable(Scrape& scrape, const discovery::RoutingTable& table) {
       scrape.add("pgkeel_node_replication_lag_bytes", {name}, static_cast<double>(*node.lagBytes));
     if (node.lagSeconds)
       scrape.add("pgkeel_node_replication_lag_seconds", {name}, *node.lagSeconds);
+    scrape.add("pgkeel_node_probe_failures_total", {name}, static_cast<double>(node.probeFailures));
     scrape.add("pgkeel_node_probe_latency_seconds", {name},
                std::chrono::duration<double>(node.probeLatency).count());
   }

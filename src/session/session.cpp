@@ -210,6 +210,7 @@ void Session::waitForNode(const std::string& missing) {
   connectAttempts_ = 0;
   if (!waitDeadline_) {
     waitDeadline_ = now + manager_.settings().primaryWait;
+    WorkerCounters::bump(manager_.counters().waited[static_cast<std::size_t>(role_)]);
     spdlog::debug("{}: waiting up to {} ms: {}", describe(),
                   manager_.settings().primaryWait.count(), missing);
   }
@@ -256,7 +257,10 @@ void Session::onConnectResult(int error) {
 
 void Session::retryConnect(const std::string& why) {
   spdlog::debug("{}: connect to {} failed: {}", describe(), nodeEndpoint_.str(), why);
-  if (node_) failedNodes_.push_back(*node_);
+  if (node_) {
+    failedNodes_.push_back(*node_);
+    WorkerCounters::bump(manager_.counters().serverFailed[*node_ % discovery::kMaxNodes]);
+  }
   manager_.shared().nodeSuspect();
   detachServer();
   clearTimer();
@@ -273,6 +277,7 @@ void Session::retryConnect(const std::string& why) {
 
 void Session::onConnected() {
   clearTimer();
+  WorkerCounters::bump(manager_.counters().serverOpened[*node_ % discovery::kMaxNodes]);
   core::setNoDelay(server_.get());
   core::setKeepalive(server_.get(), manager_.settings().tcpKeepalive);
   core::Pipe pipe = manager_.pipes().take();

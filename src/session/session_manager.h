@@ -66,6 +66,10 @@ struct WorkerCounters {
   std::array<std::array<Counter, kCloseReasonCount>, 2> closed{};  // by ListenerRole, CloseReason
   Counter bytesClientToServer{0};                                  // counted when a session closes
   Counter bytesServerToClient{0};
+  std::array<Counter, 2> waited{};  // by ListenerRole: new connections that waited for a node
+  // By NodeId: server connections opened, and connect attempts that failed.
+  std::array<Counter, discovery::kMaxNodes> serverOpened{};
+  std::array<Counter, discovery::kMaxNodes> serverFailed{};
 
   // Owner thread only: a single writer needs no read-modify-write instruction.
   static void bump(Counter& counter, std::uint64_t by = 1) {

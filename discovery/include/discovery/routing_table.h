@@ -35,6 +35,7 @@ struct NodeState {
   std::chrono::microseconds probeLatency{0};
   std::string lastError;  // empty when the last probe succeeded
   int consecutiveFailures = 0;
+  std::uint64_t probeFailures = 0;  // failed probes since pgkeel started
 
   bool healthy() const { return health == NodeHealth::Healthy; }
 };

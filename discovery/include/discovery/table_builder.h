@@ -47,6 +47,7 @@ class TableBuilder {
   struct Tracker {
     NodeHealth health = NodeHealth::Unknown;
     int failures = 0;
+    std::uint64_t failuresTotal = 0;
     int successes = 0;
     // From the last successful probe:
     NodeRole role = NodeRole::Unknown;
