@@ -1,0 +1,68 @@
+"""Reload and drain under load: pgbench through pgkeel loses no transaction to a reload or a SIGTERM."""
+
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pgwire
+from e2e_util import identity, poll
+from pgcluster import client_env
+
+
+def start_pgbench(port: int, seconds: int, script) -> subprocess.Popen:
+    """pgbench -n with a `select 1` script (no tables needed), 4 clients, through `port`."""
+    script.write_text("select 1;\n")
+    return subprocess.Popen(["pgbench", "-n", "-f", str(script), "-c", "4", "-j", "2", "-T", str(seconds),
+                             "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "postgres"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=client_env())
+
+
+def finished_cleanly(bench: subprocess.Popen) -> str:
+    out, _ = bench.communicate(timeout=60)
+    assert bench.returncode == 0, out
+    assert re.search(r"number of failed transactions: 0 ", out), out
+    assert int(re.search(r"number of transactions actually processed: (\d+)", out).group(1)) > 100, out
+    return out
+
+
+def test_reload_changes_candidates_and_interval_under_pgbench(cluster, pgkeel_factory, tmp_path):
+    """pgkeel starts from a file naming only the primary (so the replica port falls back to it). During a
+    pgbench run, the file gains the replica and a new probe_interval and POST /reload applies it: the
+    replica port reaches the replica, and pgbench finishes with zero failed transactions."""
+    conf = tmp_path / "pgkeel.yaml"
+    conf.write_text(f"candidates: ['127.0.0.1:{cluster.primary_port}']\nprobe_interval: 1s\n")
+    pk = pgkeel_factory(cluster, flags={"config": str(conf), "probe_interval": None},
+                        pass_candidates_flag=False)
+    assert identity(pk.dsn("replica")) == (False, cluster.primary_port)  # fallback to the primary
+    bench = start_pgbench(pk.primary_port, 4, tmp_path / "select1.sql")
+    time.sleep(1)
+    conf.write_text(f"candidates: ['127.0.0.1:{cluster.primary_port}', '127.0.0.1:{cluster.replica_port}']\n"
+                    "probe_interval: 300ms\n")
+    req = urllib.request.Request(pk.admin_url("/reload"), data=b"", method="POST")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+    poll(lambda: identity(pk.dsn("replica")) == (True, cluster.replica_port), timeout=5,
+         what="the replica port to reach the replica added by the reload")
+    finished_cleanly(bench)
+    assert "configuration reloaded (2 candidates)" in pk.log_text()
+
+
+def test_sigterm_during_pgbench_drains(cluster, pgkeel_factory, tmp_path):
+    """drain_delay 1s, shutdown_timeout 10s: SIGTERM during a 3 s pgbench run. New connections are still
+    accepted right after SIGTERM and refused only after drain_delay; pgbench's open sessions finish their
+    run with zero failed transactions; then pgkeel exits 0."""
+    pk = pgkeel_factory(cluster, flags={"drain_delay": "1s", "shutdown_timeout": "10s"})
+    bench = start_pgbench(pk.primary_port, 3, tmp_path / "select1.sql")
+    time.sleep(0.8)
+    pk.expect_exit = True
+    t0 = time.monotonic()
+    pk.signal(signal.SIGTERM)
+    assert pgwire.try_startup("127.0.0.1", pk.primary_port).outcome == "ready"  # during drain_delay
+    assert time.monotonic() - t0 < 1.0
+    poll(lambda: pgwire.connect_refused("127.0.0.1", pk.primary_port), timeout=3, interval=0.02,
+         what="listeners to close after drain_delay")
+    assert time.monotonic() - t0 >= 0.95
+    finished_cleanly(bench)
+    assert pk.proc.wait(timeout=15) == 0
