@@ -63,6 +63,10 @@ def test_metrics_count_connections(cluster, pgkeel):
     assert roles[f'{{node="127.0.0.1:{cluster.primary_port}",role="primary"}}'] == 1
     assert roles[f'{{node="127.0.0.1:{cluster.replica_port}",role="replica"}}'] == 1
     assert samples(text, "pgkeel_bytes_forwarded_total")['{direction="server_to_client"}'] > 0
+    connects = samples(text, "pgkeel_server_connect_duration_seconds_count")[""]
+    assert connects >= 3
+    assert samples(text, "pgkeel_server_connect_duration_seconds_bucket")['{le="+Inf"}'] == connects
+    assert 0 < samples(text, "pgkeel_server_connect_duration_seconds_sum")[""] < connects * 5
     for line in text.splitlines():
         assert line.startswith("#") or re.match(r"^pgkeel_[a-z0-9_]+(\{.*\})? \S+$", line), line
 

@@ -94,6 +94,23 @@ void addServerCounters(metrics::Scrape& scrape, const Managers& managers,
   }
 }
 
+// Connect latency: the workers' buckets summed (the bounds match metrics::kLatencyBuckets).
+void addConnectHistogram(metrics::Scrape& scrape, const Managers& managers) {
+  using session::WorkerCounters;
+  static_assert(WorkerCounters::kConnectBoundsMicros.size() == metrics::kLatencyBuckets.size());
+  metrics::HistogramData data;
+  data.bounds.assign(metrics::kLatencyBuckets.begin(), metrics::kLatencyBuckets.end());
+  data.counts.assign(data.bounds.size() + 1, 0);
+  std::uint64_t micros = 0;
+  for (const auto& m : managers) {
+    for (std::size_t b = 0; b < data.counts.size(); ++b)
+      data.counts[b] += WorkerCounters::read(m->counters().connectBuckets[b]);
+    micros += WorkerCounters::read(m->counters().connectMicrosSum);
+  }
+  data.sum = static_cast<double>(micros) / 1e6;
+  scrape.addHistogram("pgkeel_server_connect_duration_seconds", {}, std::move(data));
+}
+
 void addSessionCounters(metrics::Scrape& scrape, const Managers& managers) {
   using session::WorkerCounters;
   std::uint64_t toServer = 0, toClient = 0;
@@ -279,6 +296,7 @@ std::string App::Impl::metricsText() {
              static_cast<double>(noPrimaryNanos.load(std::memory_order_relaxed) + open) / 1e9);
   const discovery::RoutingTablePtr table = discovery->current();
   addServerCounters(scrape, managers, *table);
+  addConnectHistogram(scrape, managers);
   metrics::addRoutingTable(scrape, *table);
   return scrape.text();
 }

@@ -27,6 +27,10 @@ std::vector<MetricInfo> buildList() {
        "bytes moved between clients and servers, counted when a session closes",
        {"direction"}},
       {"pgkeel_routing_table_version", Gauge, "version of the current routing table", {}},
+      {"pgkeel_server_connect_duration_seconds",
+       Histogram,
+       "time from connect() to an established TCP connection to a node, per successful attempt",
+       {}},
       {"pgkeel_client_connections_waited_total",
        Counter,
        "new connections that waited (up to primary_wait) for a node of their listener's role",
@@ -75,7 +79,15 @@ std::vector<MetricInfo> buildList() {
 }  // namespace
 
 const char* toString(MetricType type) {
-  return type == MetricType::Counter ? "counter" : "gauge";
+  switch (type) {
+    case MetricType::Counter:
+      return "counter";
+    case MetricType::Gauge:
+      return "gauge";
+    case MetricType::Histogram:
+      return "histogram";
+  }
+  return "?";
 }
 
 const std::vector<MetricInfo>& metricList() {

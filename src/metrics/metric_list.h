@@ -7,7 +7,7 @@
 
 namespace pgkeel::metrics {
 
-enum class MetricType { Counter, Gauge };
+enum class MetricType { Counter, Gauge, Histogram };
 
 const char* toString(MetricType type);
 

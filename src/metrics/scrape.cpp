@@ -5,6 +5,7 @@
 #include <prometheus/text_serializer.h>
 
 #include <cassert>
+#include <limits>
 
 #include "metrics/metric_list.h"
 
@@ -18,15 +19,59 @@ void Scrape::add(std::string_view name, std::vector<std::string> labelValues, do
   it->second.push_back({std::move(labelValues), value});
 }
 
+void Scrape::addHistogram(std::string_view name, std::vector<std::string> labelValues,
+                          HistogramData data) {
+  [[maybe_unused]] const MetricInfo* info = findMetric(name);
+  assert(info != nullptr && info->type == MetricType::Histogram &&
+         info->labels.size() == labelValues.size() && data.counts.size() == data.bounds.size() + 1);
+  auto it = histograms_.find(name);
+  if (it == histograms_.end())
+    it = histograms_.emplace(std::string(name), std::vector<Histogram>{}).first;
+  it->second.push_back({std::move(labelValues), std::move(data)});
+}
+
+namespace {
+
+prometheus::ClientMetric histogramMetric(const HistogramData& data) {
+  prometheus::ClientMetric metric;
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < data.counts.size(); ++i) {
+    cumulative += data.counts[i];
+    const double bound =
+        i < data.bounds.size() ? data.bounds[i] : std::numeric_limits<double>::infinity();
+    metric.histogram.bucket.push_back({cumulative, bound});
+  }
+  metric.histogram.sample_count = cumulative;
+  metric.histogram.sample_sum = data.sum;
+  return metric;
+}
+
+prometheus::MetricType familyType(MetricType type) {
+  switch (type) {
+    case MetricType::Counter:
+      return prometheus::MetricType::Counter;
+    case MetricType::Histogram:
+      return prometheus::MetricType::Histogram;
+    case MetricType::Gauge:
+      break;
+  }
+  return prometheus::MetricType::Gauge;
+}
+
+}  // namespace
+
 std::string Scrape::text() const {
   std::vector<prometheus::MetricFamily> families;
   for (const MetricInfo& info : metricList()) {
-    prometheus::MetricFamily family{info.name,
-                                    info.help,
-                                    info.type == MetricType::Counter
-                                        ? prometheus::MetricType::Counter
-                                        : prometheus::MetricType::Gauge,
-                                    {}};
+    prometheus::MetricFamily family{info.name, info.help, familyType(info.type), {}};
+    if (auto it = histograms_.find(info.name); it != histograms_.end()) {
+      for (const Histogram& histogram : it->second) {
+        prometheus::ClientMetric metric = histogramMetric(histogram.data);
+        for (std::size_t i = 0; i < info.labels.size(); ++i)
+          metric.label.push_back({info.labels[i], histogram.labelValues[i]});
+        family.metric.push_back(std::move(metric));
+      }
+    }
     if (auto it = samples_.find(info.name); it != samples_.end()) {
       for (const Sample& sample : it->second) {
         prometheus::ClientMetric metric;

@@ -235,6 +235,7 @@ void Session::connectTo(const discovery::NodeState& node) {
   std::string error;
   auto address = core::resolve(nodeEndpoint_.host, nodeEndpoint_.port, &error);
   if (!address) return retryConnect(error);
+  connectStarted_ = Clock::now();
   auto started = core::connectNonBlocking(*address);
   if (!started.fd) return retryConnect(std::strerror(started.error));
   server_ = std::move(started.fd);
@@ -278,6 +279,9 @@ void Session::retryConnect(const std::string& why) {
 void Session::onConnected() {
   clearTimer();
   WorkerCounters::bump(manager_.counters().serverOpened[*node_ % discovery::kMaxNodes]);
+  manager_.counters().observeConnect(static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - connectStarted_)
+          .count()));
   core::setNoDelay(server_.get());
   core::setKeepalive(server_.get(), manager_.settings().tcpKeepalive);
   core::Pipe pipe = manager_.pipes().take();

@@ -114,6 +114,7 @@ class Session {
   std::vector<discovery::NodeId> failedNodes_;
   int connectAttempts_ = 0;
   core::Clock::time_point started_;
+  core::Clock::time_point connectStarted_;  // of the current connect attempt
   std::optional<core::Clock::time_point> waitDeadline_;
   std::optional<core::Clock::time_point> connectDeadline_;
   core::EventLoop::TimerId timer_ = 0;

@@ -70,6 +70,18 @@ struct WorkerCounters {
   // By NodeId: server connections opened, and connect attempts that failed.
   std::array<Counter, discovery::kMaxNodes> serverOpened{};
   std::array<Counter, discovery::kMaxNodes> serverFailed{};
+  // Connect latency of successful attempts: per bucket (not cumulative; +Inf last), sum in µs.
+  static constexpr std::array<std::uint64_t, 15> kConnectBoundsMicros{
+      100,   250,    500,    1000,   2500,    5000,    10000,  25000,
+      50000, 100000, 250000, 500000, 1000000, 2500000, 5000000};
+  std::array<Counter, kConnectBoundsMicros.size() + 1> connectBuckets{};
+  Counter connectMicrosSum{0};
+  void observeConnect(std::uint64_t micros) {
+    std::size_t bucket = 0;
+    while (bucket < kConnectBoundsMicros.size() && micros > kConnectBoundsMicros[bucket]) ++bucket;
+    bump(connectBuckets[bucket]);
+    bump(connectMicrosSum, micros);
+  }
 
   // Owner thread only: a single writer needs no read-modify-write instruction.
   static void bump(Counter& counter, std::uint64_t by = 1) {

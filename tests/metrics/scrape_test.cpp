@@ -39,6 +39,11 @@ Scrape fullScrape() {
   for (const MetricInfo& info : metricList()) {
     if (info.name.starts_with("pgkeel_node_") || info.name == "pgkeel_routing_table_version")
       continue;
+    if (info.type == MetricType::Histogram) {
+      HistogramData data{{0.001, 0.01}, {1, 2, 3}, 0.5};
+      scrape.addHistogram(info.name, std::vector<std::string>(info.labels.size(), "x\"y"), data);
+      continue;
+    }
     scrape.add(info.name, std::vector<std::string>(info.labels.size(), "x\"y"), 3);
   }
   return scrape;
@@ -49,7 +54,8 @@ TEST(Scrape, ExpositionIsValidPrometheusText) {
   const std::regex sample(
       R"re(^(pgkeel_[a-z0-9_]+)(\{([a-z_]+="([^"\\]|\\.)*",?)*\})? ([-+0-9.eE]+|[-+]?Inf|NaN)$)re");
   const std::regex help(R"(^# HELP (pgkeel_[a-z0-9_]+) .+$)");
-  const std::regex type(R"(^# TYPE (pgkeel_[a-z0-9_]+) (counter|gauge)$)");
+  const std::regex type(R"(^# TYPE (pgkeel_[a-z0-9_]+) (counter|gauge|histogram)$)");
+  const std::regex histogramPart(R"(^(.+)_(bucket|sum|count)$)");
   std::set<std::string> helped, typed, sampled;
   std::istringstream lines(fullScrape().text());
   std::string line;
@@ -62,8 +68,11 @@ TEST(Scrape, ExpositionIsValidPrometheusText) {
       EXPECT_EQ(m[2] == "counter", std::string(m[1]).ends_with("_total")) << line;
     } else {
       ASSERT_TRUE(std::regex_match(line, m, sample)) << "not a sample line: " << line;
-      EXPECT_TRUE(helped.count(m[1]) && typed.count(m[1])) << "no HELP/TYPE before " << line;
-      sampled.insert(m[1]);
+      std::string name = m[1];
+      std::smatch part;
+      if (!typed.count(name) && std::regex_match(name, part, histogramPart)) name = part[1];
+      EXPECT_TRUE(helped.count(name) && typed.count(name)) << "no HELP/TYPE before " << line;
+      sampled.insert(name);
     }
   }
   std::set<std::string> listed;
@@ -71,6 +80,23 @@ TEST(Scrape, ExpositionIsValidPrometheusText) {
   EXPECT_EQ(helped, listed);
   EXPECT_EQ(typed, listed);
   EXPECT_EQ(sampled, listed);
+}
+
+// A histogram is written as cumulative buckets ending in +Inf, then _sum and _count.
+TEST(Scrape, HistogramBucketsAreCumulative) {
+  Scrape scrape;
+  scrape.addHistogram("pgkeel_server_connect_duration_seconds", {},
+                      HistogramData{{0.001, 0.01}, {1, 2, 3}, 0.25});
+  const std::string text = scrape.text();
+  EXPECT_NE(text.find("pgkeel_server_connect_duration_seconds_bucket{le=\"0.001\"} 1"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("pgkeel_server_connect_duration_seconds_bucket{le=\"0.01\"} 3"),
+            std::string::npos);
+  EXPECT_NE(text.find("pgkeel_server_connect_duration_seconds_bucket{le=\"+Inf\"} 6"),
+            std::string::npos);
+  EXPECT_NE(text.find("pgkeel_server_connect_duration_seconds_count 6"), std::string::npos);
+  EXPECT_NE(text.find("pgkeel_server_connect_duration_seconds_sum 0.25"), std::string::npos);
 }
 
 // The node metrics come from the table: roles as 1/0 per role, health, lag, version.
