@@ -141,8 +141,10 @@ def test_sigterm_drain_delay(cluster, pgkeel_factory):
     pk.expect_exit = True
     t0 = time.monotonic()
     pk.signal(signal.SIGTERM)
-    status, body, _ = get(pk, "/readyz")
-    assert (status, body) == (503, "draining: pgkeel is shutting down\n")
+    # "At once": as soon as the main thread has taken the signal, well within a probe period.
+    (status, body, _), _ = poll(lambda: (r := get(pk, "/readyz"))[0] == 503 and r, timeout=0.5,
+                                interval=0.01, what="/readyz 503 right after SIGTERM")
+    assert body == "draining: pgkeel is shutting down\n"
     during = connect(pk.dsn("primary"))  # accepted during drain_delay
     assert one(during, "select 'still accepting'") == ("still accepting",)
     assert time.monotonic() - t0 < 1.5
