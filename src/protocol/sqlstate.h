@@ -15,13 +15,11 @@ namespace sqlstate {
 inline constexpr SqlState kCannotConnectNow{"57P03", "cannot_connect_now"};
 inline constexpr SqlState kConnectionFailure{"08006", "connection_failure"};
 inline constexpr SqlState kProtocolViolation{"08P01", "protocol_violation"};
-inline constexpr SqlState kFeatureNotSupported{"0A000", "feature_not_supported"};
-inline constexpr SqlState kAdminShutdown{"57P01", "admin_shutdown"};
 inline constexpr SqlState kTooManyConnections{"53300", "too_many_connections"};
 }  // namespace sqlstate
 
 inline constexpr std::array kEmittedSqlStates{
-    sqlstate::kCannotConnectNow,    sqlstate::kConnectionFailure, sqlstate::kProtocolViolation,
-    sqlstate::kFeatureNotSupported, sqlstate::kAdminShutdown,     sqlstate::kTooManyConnections};
+    sqlstate::kCannotConnectNow, sqlstate::kConnectionFailure, sqlstate::kProtocolViolation,
+    sqlstate::kTooManyConnections};
 
 }  // namespace pgkeel::protocol

@@ -3,7 +3,11 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <regex>
 #include <set>
+#include <sstream>
+#include <string>
 
 namespace pgkeel::protocol {
 namespace {
@@ -41,6 +45,26 @@ TEST(SqlStateCatalogue, CodesAreWellFormedAndUnique) {
     EXPECT_EQ(s.code.size(), 5u) << s.name;
     EXPECT_TRUE(seen.insert(s.code).second) << s.code;
   }
+}
+
+// README's "Errors pgkeel sends" table lists exactly the SQLSTATEs pgkeel emits, with their names.
+TEST(SqlStateCatalogue, ReadmeTableMatchesCatalogue) {
+  std::ifstream in(PGKEEL_SOURCE_DIR "/README.md");
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string readme = text.str();
+  const auto start = readme.find("### Errors pgkeel sends");
+  ASSERT_NE(start, std::string::npos);
+  const auto end = readme.find("\n\n", readme.find("|---|", start));
+  const std::string table = readme.substr(start, end - start);
+  const std::regex row(R"(\| `([0-9A-Z]{5})` ([a-z_]+) \|)");
+  std::set<std::string> documented, emitted;
+  for (std::sregex_iterator it(table.begin(), table.end(), row), done; it != done; ++it)
+    documented.insert((*it)[1].str() + " " + (*it)[2].str());
+  for (const auto& s : kEmittedSqlStates)
+    emitted.insert(std::string(s.code) + " " + std::string(s.name));
+  EXPECT_FALSE(emitted.empty());
+  EXPECT_EQ(documented, emitted);
 }
 
 }  // namespace
