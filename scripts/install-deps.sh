@@ -6,7 +6,8 @@ BUILD=(build-essential cmake pkg-config git ca-certificates)
 LIBS=(libssl-dev libpq-dev libpg-query-dev libcpp-httplib-dev nlohmann-json3-dev prometheus-cpp-dev
       libspdlog-dev libfmt-dev libyaml-cpp-dev libgtest-dev libgmock-dev)
 POSTGRES=(postgresql-15 postgresql-client-15 postgresql-contrib)
-TEST=(python3 python3-pytest python3-psycopg2 nodejs clang libclang-rt-14-dev openssl procps iproute2 curl)
+TEST=(python3 python3-pytest python3-psycopg2 nodejs clang libclang-rt-14-dev openssl procps iproute2 curl
+      patroni etcd-server etcd-client)
 BENCH=(pgbouncer haproxy gnuplot-nox)
 
 want=("${BUILD[@]}" "${LIBS[@]}" "${POSTGRES[@]}" "${TEST[@]}" "${BENCH[@]}")
@@ -19,6 +20,8 @@ done
 # Debian's nodejs has no npm (node-postgres for the e2e tests comes from the npm registry);
 # some nodejs builds bundle it.
 [ "${1:-}" != "--runtime" ] && ! command -v npm >/dev/null 2>&1 && missing+=(npm)
+# kubectl plays the operator in the e2e tests; any kubectl will do (Debian's is kubernetes-client).
+[ "${1:-}" != "--runtime" ] && ! command -v kubectl >/dev/null 2>&1 && missing+=(kubernetes-client)
 if [ ${#missing[@]} -eq 0 ]; then echo "install-deps: all ${#want[@]} packages present"; exit 0; fi
 
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
@@ -29,8 +32,9 @@ echo "create_main_cluster = false" | $SUDO tee /etc/postgresql-common/createclus
 echo "install-deps: installing ${missing[*]}"
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+# etcd-server starts its own service on 2379; the Patroni tests run their own etcd on free ports.
 # pgbouncer and haproxy are benchmark peers, started by bench/ on ports it picks; Debian's own
 # services would hold 127.0.0.1:6432 (pgbouncer) where the demo listens.
 if [ -d /run/systemd/system ]; then
-  $SUDO systemctl disable --now pgbouncer haproxy >/dev/null 2>&1 || true
+  $SUDO systemctl disable --now pgbouncer haproxy etcd patroni >/dev/null 2>&1 || true
 fi

@@ -117,7 +117,7 @@ void DiscoveryService::applyOptions() {
 // The source's candidates with their ids, each node once.
 std::vector<std::pair<NodeId, Endpoint>> DiscoveryService::roundNodes() {
   std::vector<std::pair<NodeId, Endpoint>> nodes;
-  for (Candidate& candidate : source_->candidates()) {
+  for (Candidate& candidate : source_->snapshot().candidates) {
     NodeId id = idFor(candidate.endpoint);
     if (id >= kMaxNodes) continue;
     bool seen = std::any_of(nodes.begin(), nodes.end(),

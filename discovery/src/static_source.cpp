@@ -5,11 +5,11 @@ namespace pgkeel::discovery {
 
 StaticSource::StaticSource(std::vector<Endpoint> endpoints) : endpoints_(std::move(endpoints)) {}
 
-std::vector<Candidate> StaticSource::candidates() {
+SourceSnapshot StaticSource::snapshot() {
   std::lock_guard lock(mutex_);
-  std::vector<Candidate> result;
-  result.reserve(endpoints_.size());
-  for (const Endpoint& endpoint : endpoints_) result.push_back(Candidate{endpoint, RoleHint::None});
+  SourceSnapshot result;
+  result.candidates.reserve(endpoints_.size());
+  for (const Endpoint& endpoint : endpoints_) result.candidates.push_back(Candidate{endpoint});
   return result;
 }
 

@@ -18,9 +18,9 @@ class FakeSource : public Source {
  public:
   explicit FakeSource(std::vector<Endpoint> endpoints) { set(std::move(endpoints)); }
   std::string name() const override { return "fake"; }
-  std::vector<Candidate> candidates() override {
+  SourceSnapshot snapshot() override {
     std::lock_guard lock(mutex_);
-    return candidates_;
+    return SourceSnapshot{candidates_};
   }
   void start(std::function<void()> changed) override {
     std::lock_guard lock(mutex_);

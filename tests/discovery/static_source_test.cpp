@@ -10,10 +10,14 @@ namespace {
 TEST(StaticSource, OffersItsEndpointsUntilReplaced) {
   StaticSource source({Endpoint{"a", 1}, Endpoint{"b", 2}});
   EXPECT_EQ(source.name(), "static");
-  EXPECT_EQ(source.candidates(), (std::vector<Candidate>{{Endpoint{"a", 1}, RoleHint::None},
+  SourceSnapshot snapshot = source.snapshot();
+  EXPECT_EQ(snapshot.candidates, (std::vector<Candidate>{{Endpoint{"a", 1}, RoleHint::None},
                                                          {Endpoint{"b", 2}, RoleHint::None}}));
+  EXPECT_EQ(snapshot.opinion, LeaderOpinion::NoOpinion);
+  EXPECT_FALSE(snapshot.moving);
   source.setEndpoints({Endpoint{"c", 3}});
-  EXPECT_EQ(source.candidates(), (std::vector<Candidate>{{Endpoint{"c", 3}, RoleHint::None}}));
+  EXPECT_EQ(source.snapshot().candidates,
+            (std::vector<Candidate>{{Endpoint{"c", 3}, RoleHint::None}}));
   source.start([] { FAIL() << "a static source never reports changes"; });
   source.stop();
 }

@@ -16,16 +16,40 @@ enum class RoleHint { None, Primary, Replica };
 struct Candidate {
   Endpoint endpoint;
   RoleHint hint = RoleHint::None;
+  std::string name;  // the control plane's name for the node (pod or member name); may be empty
   bool operator==(const Candidate&) const = default;
+};
+
+// What the control plane says about the primary. The probe stays the authority: a node gets
+// writes only while it answers pg_is_in_recovery() = false, and with an opinion other than
+// NoOpinion only the named node may get them.
+enum class LeaderOpinion {
+  NoOpinion,  // static lists: election by probe alone (timelines, stale-primary guard)
+  Named,      // the control plane names the primary (leader lock, currentPrimary == targetPrimary)
+  Nobody,     // no primary now (CNPG targetPrimary "pending", Patroni leader key gone or expired)
+};
+
+struct SourceSnapshot {
+  std::vector<Candidate> candidates;
+  LeaderOpinion opinion = LeaderOpinion::NoOpinion;
+  Endpoint leader;  // the named primary's endpoint when opinion == Named
+  std::string leaderName;
+  // The primary is moving (switchover or failover under way, or the named leader differs from the
+  // probed primary): discovery re-probes every fast_probe_interval until the table agrees.
+  bool moving = false;
+  std::string detail;  // one line for logs and /status, e.g. "cnpg pg-main: pg-main-1 -> pending"
+  bool operator==(const SourceSnapshot&) const = default;
 };
 
 class Source {
  public:
   virtual ~Source() = default;
   virtual std::string name() const = 0;
-  // The nodes to probe now. Called from the discovery thread once per round.
-  virtual std::vector<Candidate> candidates() = 0;
-  // Event-driven sources call `changed` when the candidate set or a hint moves; static ones never.
+  // The nodes to probe now and the control plane's view. Called from the discovery thread once
+  // per round; must not block on the network (event-driven sources return their cached view).
+  virtual SourceSnapshot snapshot() = 0;
+  // Event-driven sources call `changed` when the candidate set or the view moves; static ones
+  // never. `changed` may be called from any thread and only wakes the discovery thread.
   virtual void start(std::function<void()> changed) {}
   virtual void stop() {}
 };
@@ -35,7 +59,7 @@ class StaticSource : public Source {
  public:
   explicit StaticSource(std::vector<Endpoint> endpoints);
   std::string name() const override { return "static"; }
-  std::vector<Candidate> candidates() override;
+  SourceSnapshot snapshot() override;
   void setEndpoints(std::vector<Endpoint> endpoints);
 
  private:
