@@ -1,0 +1,42 @@
+// Pure decisions from cached Kubernetes objects to a SourceSnapshot: CloudNativePG and Zalando.
+// No I/O: the sources (cnpg_source.cpp, zalando_source.cpp) feed these from their informers, and
+// the unit tests feed them from ../shared/fixtures/k8s.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "discovery/source.h"
+
+namespace pgkeel::discovery::k8s {
+
+// Objects of one watched collection by metadata.name (an informer's cache).
+using ObjectMap = std::map<std::string, nlohmann::json>;
+
+struct View {
+  SourceSnapshot snapshot;
+  // When the view changes with time alone (a Patroni leader lease running out): the source wakes
+  // discovery at this instant even if no event arrives.
+  std::optional<std::chrono::system_clock::time_point> recheckAt;
+};
+
+// CloudNativePG: `cluster` is the Cluster object (nullptr while unknown or deleted); `pods` the
+// instance pods (cnpg.io/cluster=<c>,cnpg.io/podRole=instance). Candidates are pods with a podIP
+// on `port`, hinted by cnpg.io/instanceRole (falling back to `role`). currentPrimary ==
+// targetPrimary: Named that pod. A transition (targetPrimary != currentPrimary): moving = true,
+// and Named the target (it gets writes once it answers f), or Nobody while targetPrimary is
+// "pending" or names no pod with an IP. The old primary never gets writes during a transition.
+View cnpgView(const nlohmann::json* cluster, const ObjectMap& pods, std::uint16_t port);
+
+// Zalando/Spilo: `pods` (application=spilo,cluster-name=<c>), `leader` the ConfigMap <c>-leader or
+// Endpoints <c> (nullptr while unknown). The leader annotation counts only while
+// renewTime + ttl > now; spilo-role labels are hints, never the primary by themselves.
+View zalandoView(const ObjectMap& pods, const nlohmann::json* leader,
+                 std::chrono::system_clock::time_point now, std::uint16_t port);
+
+}  // namespace pgkeel::discovery::k8s
