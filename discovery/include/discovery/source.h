@@ -1,7 +1,9 @@
 // The Source interface: where the list of candidate nodes comes from; and the static source.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -41,6 +43,16 @@ struct SourceSnapshot {
   bool operator==(const SourceSnapshot&) const = default;
 };
 
+// Counters an event-driven source keeps for /metrics and /status (read from any thread).
+struct SourceStats {
+  bool synced = false;          // the first full view has arrived (every list done, or a poll answered)
+  std::uint64_t events = 0;     // watch events or poll answers applied
+  std::uint64_t relists = 0;    // full re-lists after 410 Gone or a stream that could not resume
+  std::uint64_t rewatches = 0;  // watches restarted from the last resourceVersion
+  // Failed requests by kind: "401", "403", "410", "429", "5xx", "other_http", "network", "parse".
+  std::map<std::string, std::uint64_t> errors;
+};
+
 class Source {
  public:
   virtual ~Source() = default;
@@ -52,6 +64,7 @@ class Source {
   // never. `changed` may be called from any thread and only wakes the discovery thread.
   virtual void start(std::function<void()> changed) {}
   virtual void stop() {}
+  virtual SourceStats stats() const { return SourceStats{true}; }
 };
 
 // A fixed list (from --candidates, CANDIDATES or the config file); replaceable on reload.
