@@ -89,7 +89,8 @@ void DiscoveryService::run() {
   for (;;) {
     {
       std::unique_lock lock(mutex_);
-      cv_.wait_for(lock, options_.probeInterval, [this] { return wake_ || stopping_; });
+      auto interval = fast_ ? options_.fastProbeInterval : options_.probeInterval;
+      cv_.wait_for(lock, interval, [this] { return wake_ || stopping_; });
       if (stopping_) return;
       wake_ = false;
     }
@@ -100,8 +101,41 @@ void DiscoveryService::run() {
 void DiscoveryService::probeOnce() {
   std::lock_guard round(roundMutex_);
   applyOptions();
-  std::vector<ProbeResult> results = prober_->probeAll(roundNodes());
-  publish(builder_.apply(*handle_.load(), results));
+  SourceSnapshot snapshot = source_->snapshot();
+  ControlView view;
+  std::vector<ProbeResult> results = prober_->probeAll(roundNodes(snapshot, view));
+  RoutingTable table = builder_.apply(*handle_.load(), results, view);
+  bool fast = wantsFastRounds(snapshot, view, table);
+  publish(std::move(table));
+  std::lock_guard lock(mutex_);
+  fast_ = fast;
+}
+
+// Fast rounds while the control plane's view and the probed table disagree on the primary, for at
+// most kFastProbeLimit after the view last changed (a named primary that never comes up must not
+// keep discovery probing every few milliseconds).
+bool DiscoveryService::wantsFastRounds(const SourceSnapshot& snapshot, const ControlView& view,
+                                       const RoutingTable& table) {
+  auto now = std::chrono::steady_clock::now();
+  if (!(snapshot == lastSnapshot_)) {
+    if (snapshot.detail != lastSnapshot_.detail && !snapshot.detail.empty()) {
+      spdlog::info("discovery: {}", snapshot.detail);
+    }
+    lastSnapshot_ = snapshot;
+    viewChangedAt_ = now;
+  }
+  if (now - viewChangedAt_ > kFastProbeLimit) return false;
+  const NodeState* primary = table.primaryNode();
+  switch (view.opinion) {
+    case LeaderOpinion::NoOpinion:
+      return snapshot.moving;
+    case LeaderOpinion::Nobody:
+      return true;
+    case LeaderOpinion::Named:
+      return snapshot.moving ? primary == nullptr || primary->id != view.leader
+                             : primary == nullptr;
+  }
+  return false;
 }
 
 void DiscoveryService::applyOptions() {
@@ -114,15 +148,23 @@ void DiscoveryService::applyOptions() {
   prober_->setOptions(options.probeDsn, options.probeTimeout);
 }
 
-// The source's candidates with their ids, each node once.
-std::vector<std::pair<NodeId, Endpoint>> DiscoveryService::roundNodes() {
+// The source's candidates with their ids, each node once; fills `view` from the snapshot.
+std::vector<std::pair<NodeId, Endpoint>> DiscoveryService::roundNodes(SourceSnapshot& snapshot,
+                                                                      ControlView& view) {
+  view.opinion = snapshot.opinion;
+  view.detail = snapshot.detail;
+  view.leaderName = snapshot.leaderName.empty() ? snapshot.leader.str() : snapshot.leaderName;
   std::vector<std::pair<NodeId, Endpoint>> nodes;
-  for (Candidate& candidate : source_->snapshot().candidates) {
+  for (const Candidate& candidate : snapshot.candidates) {
     NodeId id = idFor(candidate.endpoint);
     if (id >= kMaxNodes) continue;
+    if (!candidate.name.empty()) view.names.emplace(id, candidate.name);
+    if (snapshot.opinion == LeaderOpinion::Named && candidate.endpoint == snapshot.leader) {
+      view.leader = id;
+    }
     bool seen = std::any_of(nodes.begin(), nodes.end(),
                             [id](const auto& node) { return node.first == id; });
-    if (!seen) nodes.emplace_back(id, std::move(candidate.endpoint));
+    if (!seen) nodes.emplace_back(id, candidate.endpoint);
   }
   return nodes;
 }

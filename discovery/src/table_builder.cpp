@@ -97,6 +97,32 @@ void electPrimary(RoutingTable& table) {
   }
 }
 
+std::string nodeLabel(const NodeState& node) {
+  return node.name.empty() ? node.endpoint.str() : node.name + " (" + node.endpoint.str() + ")";
+}
+
+// The control plane names the primary or says there is none; the probe must still agree.
+void electWithOpinion(RoutingTable& table, const ControlView& view) {
+  std::string who = view.detail.empty() ? std::string("control plane") : view.detail;
+  if (view.opinion == LeaderOpinion::Nobody) {
+    table.primaryProblem = who + ": no primary named (failover or switchover under way)";
+    return;
+  }
+  const NodeState* leader = view.leader ? table.find(*view.leader) : nullptr;
+  if (leader == nullptr) {
+    table.primaryProblem = who + ": the named primary " +
+                           (view.leaderName.empty() ? std::string("?") : view.leaderName) +
+                           " is not among the probed nodes";
+  } else if (!leader->healthy()) {
+    table.primaryProblem = who + ": the named primary " + nodeLabel(*leader) + " is unhealthy";
+  } else if (leader->role != NodeRole::Primary) {
+    table.primaryProblem = who + ": the named primary " + nodeLabel(*leader) +
+                           " answers pg_is_in_recovery() = true (not promoted yet)";
+  } else {
+    table.primary = static_cast<std::size_t>(leader - table.nodes.data());
+  }
+}
+
 void fillLagBytes(RoutingTable& table) {
   const NodeState* primary = table.primaryNode();
   if (primary == nullptr) return;
@@ -143,14 +169,22 @@ std::optional<std::uint32_t> parseHex32(std::string_view text) {
 }  // namespace
 
 RoutingTable TableBuilder::apply(const RoutingTable& previous,
-                                 const std::vector<ProbeResult>& round) {
+                                 const std::vector<ProbeResult>& round, const ControlView& view) {
   RoutingTable next;
   std::set<NodeId> seen;
   for (const ProbeResult& result : round) {
-    if (seen.insert(result.id).second) next.nodes.push_back(observe(result));
+    if (!seen.insert(result.id).second) continue;
+    next.nodes.push_back(observe(result));
+    auto name = view.names.find(result.id);
+    if (name != view.names.end()) next.nodes.back().name = name->second;
   }
   std::erase_if(trackers_, [&](const auto& entry) { return seen.count(entry.first) == 0; });
-  electPrimary(next);
+  next.controlPlane = view.detail.empty() ? "static" : view.detail;
+  if (view.opinion == LeaderOpinion::NoOpinion) {
+    electPrimary(next);
+  } else {
+    electWithOpinion(next, view);
+  }
   fillLagBytes(next);
   stampVersion(previous, next);
   return next;

@@ -31,6 +31,7 @@ discovery::DiscoveryOptions discoveryOptions(const config::Options& o) {
   d.probeDsn = o.probe;
   d.probeInterval = o.probeInterval;
   d.probeTimeout = o.probeTimeout;
+  d.fastProbeInterval = o.fastProbeInterval;
   d.health = {o.unhealthyAfter, o.healthyAfter};
   return d;
 }

@@ -18,7 +18,6 @@ namespace pgkeel::config {
 namespace {
 
 constexpr const char* kPositionalOrigin = "arguments <listen_addr> <listen_port>";
-constexpr const char* kNoCandidates = "no candidates: set --candidates, CANDIDATES or candidates:";
 
 // The command line taken apart, before any value is applied.
 struct Scan {
@@ -143,7 +142,7 @@ LoadResult compose(const Invocation& invocation, const EnvLookup& env) {
   if (result.ok()) {
     for (std::string& problem : checkCombination(result.options)) result.errors.push_back(problem);
   }
-  if (result.options.candidates.empty()) result.errors.push_back(kNoCandidates);
+  for (std::string& problem : missingForSource(result.options)) result.errors.push_back(problem);
   return result;
 }
 

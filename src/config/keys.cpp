@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <functional>
 #include <utility>
 
 #include "config/values.h"
@@ -80,6 +81,61 @@ std::string setCandidates(Options& o, std::string_view text) {
   }
   if (problems.empty()) o.candidates = std::move(items);
   return problems;
+}
+
+std::string setSource(Options& o, std::string_view text) {
+  std::string source = toLower(trim(text));
+  for (const char* known : {"static", "cnpg", "zalando", "patroni"}) {
+    if (source == known) {
+      o.source = source;
+      return "";
+    }
+  }
+  return inQuotes(text) + " is not a source; use static, cnpg, zalando or patroni";
+}
+
+// A plain string; `check` returns the problem with a non-empty value, or "".
+Key stringKey(std::string name, std::string valueName, std::string Options::*field,
+              std::string description,
+              std::function<std::string(std::string_view)> check = nullptr) {
+  auto set = [=](Options& o, std::string_view text) -> std::string {
+    std::string_view value = trim(text);
+    if (check && !value.empty()) {
+      if (std::string problem = check(value); !problem.empty()) return problem;
+    }
+    o.*field = std::string(value);
+    return "";
+  };
+  return {std::move(name), std::move(valueName), std::move(description),
+          false,           set,                  [=](const Options& o) { return o.*field; }};
+}
+
+std::string checkHttpUrl(std::string_view url) {
+  if (!url.starts_with("http://") && !url.starts_with("https://")) {
+    return inQuotes(url) + " is not an http:// or https:// URL";
+  }
+  std::string_view rest = url.substr(url.find("//") + 2);
+  if (rest.empty() || rest.front() == '/' || rest.front() == ':') {
+    return inQuotes(url) + " has no host";
+  }
+  return "";
+}
+
+std::string setPatroniUrls(Options& o, std::string_view text) {
+  std::vector<std::string> items = splitList(text);
+  std::string problems;
+  for (const std::string& item : items) {
+    std::string problem = checkHttpUrl(item);
+    if (!problem.empty()) problems += (problems.empty() ? "" : "; ") + problem;
+  }
+  if (problems.empty()) o.patroniUrls = std::move(items);
+  return problems;
+}
+
+std::string joinList(const std::vector<std::string>& items) {
+  std::string text;
+  for (const std::string& item : items) text += (text.empty() ? "" : ",") + item;
+  return text;
 }
 
 std::string joinCandidates(const Options& o) {
@@ -167,9 +223,34 @@ std::vector<Key> buildKeys() {
                 "where clients connect to reach a replica (read-only); empty disables it"),
       intKey("workers", &Options::workers, 0, 1024,
              "worker threads, 0 to 1024; 0 means one per CPU the process may use"),
+      Key{"source", "SOURCE",
+          "where nodes and the primary's name come from: static, cnpg, zalando or patroni", false,
+          setSource, [](const Options& o) { return o.source; }},
       Key{"candidates", "HOST:PORT,...",
-          "PostgreSQL nodes to probe: a YAML list or one comma-separated string; required", true,
-          setCandidates, joinCandidates},
+          "static source: PostgreSQL nodes to probe, a YAML list or one comma-separated string",
+          true, setCandidates, joinCandidates},
+      stringKey("kubernetes_cluster", "NAME", &Options::kubernetesCluster,
+                "cnpg, zalando: the Cluster (postgresql.cnpg.io) or postgresql (acid.zalan.do) "
+                "to follow"),
+      stringKey("kubernetes_namespace", "NAMESPACE", &Options::kubernetesNamespace,
+                "cnpg, zalando: its namespace; empty means pgkeel's own (or the kubeconfig "
+                "context's)"),
+      stringKey("kubeconfig", "PATH", &Options::kubeconfig,
+                "cnpg, zalando: a kubeconfig file; empty means the pod's service account"),
+      intKey("postgres_port", &Options::postgresPort, 1, 65535,
+             "cnpg, zalando: the PostgreSQL port on the pod IPs"),
+      Key{"patroni_urls", "URL,...",
+          "patroni: every member's REST API, e.g. http://10.0.0.1:8008; a list or one string",
+          true, setPatroniUrls, [](const Options& o) { return joinList(o.patroniUrls); }},
+      durationKey("patroni_poll_interval", &Options::patroniPollInterval, Millis(10), minutes(1),
+                  "patroni: time between two GET /cluster polls"),
+      stringKey("etcd_url", "URL", &Options::etcdUrl,
+                "patroni: etcd v3 (JSON gateway) to watch the leader key; empty: poll only",
+                checkHttpUrl),
+      stringKey("etcd_leader_key", "KEY", &Options::etcdLeaderKey,
+                "patroni: the leader key in etcd, e.g. /service/<scope>/leader"),
+      durationKey("fast_probe_interval", &Options::fastProbeInterval, Millis(1), minutes(1),
+                  "probe interval while the control plane says the primary is moving"),
       Key{"probe", "CONNINFO",
           "libpq key=value settings for probe connections, without host, hostaddr or port", false,
           setProbe, [](const Options& o) { return o.probe; }},
@@ -241,12 +322,31 @@ const Key* findKey(std::string_view name) {
 
 std::vector<std::string> checkCombination(const Options& options) {
   std::vector<std::string> problems;
+
   if (!options.listenReplica.empty() && options.listenReplica == options.listenPrimary) {
     problems.push_back("listen_primary and listen_replica are both " + options.listenPrimary);
   }
   for (const std::string* listener : {&options.listenPrimary, &options.listenReplica}) {
     if (!options.adminListen.empty() && options.adminListen == *listener)
       problems.push_back("admin_listen and a client listener are both " + options.adminListen);
+  }
+  return problems;
+}
+
+std::vector<std::string> missingForSource(const Options& options) {
+  std::vector<std::string> problems;
+  if (options.source == "static" && options.candidates.empty()) {
+    problems.push_back("no candidates: set --candidates, CANDIDATES or candidates:");
+  }
+  if ((options.source == "cnpg" || options.source == "zalando") &&
+      options.kubernetesCluster.empty()) {
+    problems.push_back("source " + options.source + " needs kubernetes_cluster");
+  }
+  if (options.source == "patroni" && options.patroniUrls.empty()) {
+    problems.push_back("source patroni needs patroni_urls");
+  }
+  if (!options.etcdUrl.empty() && options.etcdLeaderKey.empty()) {
+    problems.push_back("etcd_url needs etcd_leader_key");
   }
   return problems;
 }

@@ -35,6 +35,10 @@ const Key* findKey(std::string_view name);
 // Problems that span several keys (each a sentence naming the keys), after all sources applied.
 std::vector<std::string> checkCombination(const Options& options);
 
+// What the chosen source still needs (candidates for static, kubernetes_cluster for cnpg...);
+// checked once every source of settings is applied, not by --check-config on a file alone.
+std::vector<std::string> missingForSource(const Options& options);
+
 // Names of the keys whose values differ, e.g. to log a reload or to warn that a listener moved.
 std::vector<std::string> changedKeys(const Options& before, const Options& after);
 

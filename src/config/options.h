@@ -18,8 +18,18 @@ struct Options {
   std::string listenReplica = "0.0.0.0:6433";
   int workers = 0;  // 0 = one per CPU the process may use (affinity and cgroup quota)
 
-  // Discovery (static source).
-  std::vector<std::string> candidates;  // "host:port"
+  // Discovery: where the node list and the control plane's view come from.
+  std::string source = "static";        // static, cnpg, zalando, patroni
+  std::vector<std::string> candidates;  // "host:port" (static source)
+  std::string kubernetesCluster;        // cnpg/zalando: the Cluster or postgresql name
+  std::string kubernetesNamespace;      // empty: the pod's namespace (or the kubeconfig context's)
+  std::string kubeconfig;               // empty: in-cluster service account
+  int postgresPort = 5432;              // cnpg/zalando: PostgreSQL port on the pod IPs
+  std::vector<std::string> patroniUrls;  // patroni: each member's REST API, http://host:8008
+  Millis patroniPollInterval{500};
+  std::string etcdUrl;        // patroni: optional etcd v3 JSON gateway for the leader key
+  std::string etcdLeaderKey;  // e.g. /service/<scope>/leader
+  Millis fastProbeInterval{50};
   std::string probe =
       "dbname=postgres connect_timeout=2";  // libpq conninfo for probes, no host/port
   Millis probeInterval{1000};

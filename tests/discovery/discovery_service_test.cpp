@@ -20,7 +20,9 @@ class FakeSource : public Source {
   std::string name() const override { return "fake"; }
   SourceSnapshot snapshot() override {
     std::lock_guard lock(mutex_);
-    return SourceSnapshot{candidates_};
+    SourceSnapshot snapshot{candidates_, opinion_, leader_};
+    snapshot.moving = moving_;
+    return snapshot;
   }
   void start(std::function<void()> changed) override {
     std::lock_guard lock(mutex_);
@@ -32,6 +34,13 @@ class FakeSource : public Source {
     std::lock_guard lock(mutex_);
     candidates_.clear();
     for (Endpoint& endpoint : endpoints) candidates_.push_back(Candidate{std::move(endpoint)});
+  }
+  // The control plane names `leader` (one of the candidates) as primary, moving or not.
+  void name(const Endpoint& leader, bool moving) {
+    std::lock_guard lock(mutex_);
+    opinion_ = LeaderOpinion::Named;
+    leader_ = leader;
+    moving_ = moving;
   }
   void reportChange() {
     std::function<void()> changed;
@@ -47,6 +56,9 @@ class FakeSource : public Source {
  private:
   std::mutex mutex_;
   std::vector<Candidate> candidates_;
+  LeaderOpinion opinion_ = LeaderOpinion::NoOpinion;
+  Endpoint leader_;
+  bool moving_ = false;
   std::function<void()> changed_;
 };
 
@@ -185,6 +197,35 @@ TEST(DiscoveryService, ProbeNowWakesTheThread) {
   service.probeNow();
   EXPECT_TRUE(eventually([&] { return service.current()->nodes.empty(); }));
   EXPECT_EQ(service.current()->primaryProblem, "no candidate nodes to probe");
+}
+
+// While the control plane names a primary the table does not have (it has not answered f yet),
+// rounds run every fast_probe_interval instead of every probe_interval; without an opinion they
+// do not.
+TEST(DiscoveryService, FastRoundsWhileTheNamedPrimaryIsUnconfirmed) {
+  Endpoint dead{"127.0.0.1", closedPort()};
+  DiscoveryOptions options = fastOptions(std::chrono::hours(1));
+  options.fastProbeInterval = milliseconds(10);
+
+  auto quiet = std::make_unique<FakeSource>(std::vector<Endpoint>{dead});
+  DiscoveryService still(std::move(quiet), options);
+  still.start();
+  EXPECT_TRUE(eventually([&] { return still.current()->nodes.size() == 1; }));
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_EQ(still.current()->nodes[0].consecutiveFailures, 1) << "no opinion: one round per hour";
+  still.stop();
+
+  auto source = std::make_unique<FakeSource>(std::vector<Endpoint>{dead});
+  source->name(dead, true);
+  DiscoveryService moving(std::move(source), options);
+  moving.start();
+  EXPECT_TRUE(eventually([&] {
+    return moving.current()->nodes.size() == 1 &&
+           moving.current()->nodes[0].consecutiveFailures >= 5;
+  }));
+  EXPECT_NE(moving.current()->primaryProblem.find("is unhealthy"), std::string::npos)
+      << moving.current()->primaryProblem;
+  moving.stop();
 }
 
 }  // namespace

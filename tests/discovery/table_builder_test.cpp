@@ -46,8 +46,8 @@ ProbeResult down(NodeId id, std::string error = "connection refused") {
 class Rounds {
  public:
   explicit Rounds(HealthPolicy policy = {}) : builder_(policy) {}
-  const RoutingTable& run(const std::vector<ProbeResult>& round) {
-    table_ = builder_.apply(table_, round);
+  const RoutingTable& run(const std::vector<ProbeResult>& round, const ControlView& view = {}) {
+    table_ = builder_.apply(table_, round, view);
     return table_;
   }
   const RoutingTable& table() const { return table_; }
@@ -404,6 +404,76 @@ TEST(TableBuilder, KeepsTheAddressTheProbeReached) {
   failed.endpoint = named.endpoint;
   rounds.run({failed});
   EXPECT_EQ(rounds.node(1).address, "10.1.2.3");
+}
+
+ControlView named(NodeId leader, std::string detail = "patroni lab: leader m0") {
+  ControlView view;
+  view.opinion = LeaderOpinion::Named;
+  view.leader = leader;
+  view.leaderName = "m" + std::to_string(leader);
+  view.detail = std::move(detail);
+  return view;
+}
+
+// Split brain after Patroni was killed: both answer f, the newer timeline is the unnamed one, yet
+// only the node holding the leader lock is primary; the other gets nothing.
+TEST(TableBuilderWithControlPlane, OnlyTheNamedNodeIsPrimary) {
+  Rounds rounds;
+  rounds.run({primary(0, 5), primary(1, 6), replica(2)}, named(1));
+  EXPECT_EQ(rounds.primaryId(), NodeId{1});
+  rounds.run({primary(0, 5), primary(1, 6), replica(2)}, named(0));
+  EXPECT_EQ(rounds.primaryId(), NodeId{0}) << "the control plane decides a tie in its favour";
+  EXPECT_EQ(rounds.table().controlPlane, "patroni lab: leader m0");
+}
+
+// A named node still answering t (not promoted yet) or unhealthy is not primary, and the problem
+// says why; the moment it answers f it is.
+TEST(TableBuilderWithControlPlane, NamedNodeMustAnswerFalse) {
+  Rounds rounds;
+  rounds.run({primary(0), replica(1)}, named(1, "cnpg db/pg: switchover pg-0 -> pg-1"));
+  EXPECT_EQ(rounds.primaryId(), std::nullopt) << "the old primary gets no writes";
+  EXPECT_NE(rounds.table().primaryProblem.find("answers pg_is_in_recovery() = true"),
+            std::string::npos)
+      << rounds.table().primaryProblem;
+  rounds.run({replica(0), primary(1, 2)}, named(1));
+  EXPECT_EQ(rounds.primaryId(), NodeId{1});
+
+  ControlView absent;
+  absent.opinion = LeaderOpinion::Named;
+  absent.leaderName = "pg-9";
+  rounds.run({replica(0), primary(1, 2)}, absent);
+  EXPECT_EQ(rounds.primaryId(), std::nullopt);
+  EXPECT_NE(rounds.table().primaryProblem.find("pg-9 is not among the probed nodes"),
+            std::string::npos)
+      << rounds.table().primaryProblem;
+}
+
+// "Nobody" (CNPG targetPrimary pending, Patroni leader key gone) means no primary even though a
+// node still answers f; NoOpinion falls back to the probe-only election.
+TEST(TableBuilderWithControlPlane, NobodyMeansNoPrimary) {
+  Rounds rounds;
+  ControlView nobody;
+  nobody.opinion = LeaderOpinion::Nobody;
+  nobody.detail = "cnpg db/pg: failover from pg-0, target pending";
+  rounds.run({primary(0), replica(1)}, nobody);
+  EXPECT_EQ(rounds.primaryId(), std::nullopt);
+  EXPECT_EQ(rounds.table().primaryProblem,
+            "cnpg db/pg: failover from pg-0, target pending: no primary named (failover or "
+            "switchover under way)");
+  rounds.run({primary(0), replica(1)});
+  EXPECT_EQ(rounds.primaryId(), NodeId{0});
+  EXPECT_EQ(rounds.table().controlPlane, "static");
+}
+
+// Candidate names from the control plane reach the table's nodes.
+TEST(TableBuilderWithControlPlane, NodesCarryTheirNames) {
+  Rounds rounds;
+  ControlView view = named(0);
+  view.names = {{0, "pg-main-1"}, {1, "pg-main-2"}};
+  rounds.run({primary(0), replica(1), replica(2)}, view);
+  EXPECT_EQ(rounds.node(0).name, "pg-main-1");
+  EXPECT_EQ(rounds.node(1).name, "pg-main-2");
+  EXPECT_EQ(rounds.node(2).name, "");
 }
 
 }  // namespace

@@ -23,11 +23,16 @@ struct DiscoveryOptions {
   std::string probeDsn;  // libpq conninfo without host/port; PG* variables fill the rest
   std::chrono::milliseconds probeInterval{1000};
   std::chrono::milliseconds probeTimeout{1000};
+  // While the control plane says the primary is moving, or names a primary the table does not
+  // have yet, rounds run this often (for at most kFastProbeLimit after the view last changed).
+  std::chrono::milliseconds fastProbeInterval{50};
   HealthPolicy health;
 };
 
 // Empty when `dsn` is a valid libpq conninfo for DiscoveryOptions::probeDsn; else the problem.
 std::string checkProbeDsn(const std::string& dsn);
+
+inline constexpr std::chrono::seconds kFastProbeLimit{60};
 
 class DiscoveryService {
  public:
@@ -63,7 +68,9 @@ class DiscoveryService {
   void run();
   void publish(RoutingTable table);
   void applyOptions();
-  std::vector<std::pair<NodeId, Endpoint>> roundNodes();
+  std::vector<std::pair<NodeId, Endpoint>> roundNodes(SourceSnapshot& snapshot, ControlView& view);
+  bool wantsFastRounds(const SourceSnapshot& snapshot, const ControlView& view,
+                       const RoutingTable& table);
   void logChanges(const RoutingTable& previous, const RoutingTable& next);
 
   std::unique_ptr<Source> source_;
@@ -76,10 +83,13 @@ class DiscoveryService {
 
   std::mutex roundMutex_;    // serialises rounds: probeOnce() may race the discovery thread
   std::string lastProblem_;  // primaryProblem last logged; guarded by roundMutex_
+  SourceSnapshot lastSnapshot_;  // guarded by roundMutex_
+  std::chrono::steady_clock::time_point viewChangedAt_{};  // guarded by roundMutex_
   std::mutex mutex_;         // guards options_, ids_, idsExhaustedLogged_, wake_, stopping_
   bool idsExhaustedLogged_ = false;
   std::condition_variable cv_;
   bool wake_ = false;
+  bool fast_ = false;  // the next wait is options_.fastProbeInterval
   bool stopping_ = false;
   std::thread thread_;
 };

@@ -22,6 +22,7 @@ const char* toString(NodeHealth health);
 struct NodeState {
   NodeId id = 0;
   Endpoint endpoint;
+  std::string name;  // the control plane's name (pod or Patroni member); empty for static lists
   // Numeric address the last good probe reached; clients connect here, so a name never needs
   // resolving on a worker and the data plane reaches exactly the server the probe verified.
   std::string address;
@@ -48,6 +49,9 @@ struct RoutingTable {
   std::optional<std::size_t> primary;  // index into nodes; set only for a healthy node answering f
   // Why there is no primary, e.g. "2 nodes answer pg_is_in_recovery() = false on timeline 3".
   std::string primaryProblem;
+  // The source's word on the primary, for logs and /status: "static" or e.g.
+  // "cnpg db/pg-main: switchover pg-main-1 -> pg-main-2".
+  std::string controlPlane;
 
   const NodeState* primaryNode() const { return primary ? &nodes[*primary] : nullptr; }
   const NodeState* find(NodeId id) const;

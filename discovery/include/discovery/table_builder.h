@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "discovery/routing_table.h"
+#include "discovery/source.h"
 
 namespace pgkeel::discovery {
 
@@ -27,6 +28,15 @@ struct ProbeResult {
   std::chrono::microseconds latency{0};
 };
 
+// The control plane's opinion for one round, with endpoints resolved to ids (see source.h).
+struct ControlView {
+  LeaderOpinion opinion = LeaderOpinion::NoOpinion;
+  std::optional<NodeId> leader;  // Named: the node the control plane names (absent: not probed)
+  std::string leaderName;        // Named: for messages when `leader` is absent
+  std::string detail;
+  std::map<NodeId, std::string> names;  // candidate names by id
+};
+
 struct HealthPolicy {
   int unhealthyAfter = 3;  // consecutive failed probes before a healthy node leaves
   int healthyAfter = 2;    // consecutive good probes before an unhealthy node returns
@@ -40,8 +50,10 @@ class TableBuilder {
 
   // One result per current candidate. Nodes absent from `round` leave the table. The returned
   // table's version is previous.version, or previous.version + 1 if routing changed. When an id
-  // appears twice in `round`, its first result counts.
-  RoutingTable apply(const RoutingTable& previous, const std::vector<ProbeResult>& round);
+  // appears twice in `round`, its first result counts. With an opinion, only the named node can be
+  // primary (and only while it answers f); Nobody gives no primary.
+  RoutingTable apply(const RoutingTable& previous, const std::vector<ProbeResult>& round,
+                     const ControlView& view = {});
 
  private:
   struct Tracker {
