@@ -5,7 +5,7 @@ import re
 import urllib.error
 import urllib.request
 
-from e2e_util import poll
+from e2e_util import connect, poll
 from pgcluster import query
 
 
@@ -69,6 +69,28 @@ def test_metrics_count_connections(cluster, pgkeel):
     assert 0 < samples(text, "pgkeel_server_connect_duration_seconds_sum")[""] < connects * 5
     for line in text.splitlines():
         assert line.startswith("#") or re.match(r"^pgkeel_[a-z0-9_]+(\{.*\})? \S+$", line), line
+    probes = samples(text, "pgkeel_node_probe_duration_seconds_count")
+    assert probes[f'{{node="127.0.0.1:{cluster.primary_port}"}}'] >= 1
+
+
+def test_bytes_are_counted_while_a_session_is_open(cluster, pgkeel):
+    """A long session's traffic shows in pgkeel_bytes_forwarded_total before the session ends."""
+    def forwarded():
+        return samples(get(pgkeel, "/metrics")[1], "pgkeel_bytes_forwarded_total")
+
+    conn = connect(pgkeel.dsn("primary"))
+    try:
+        before = forwarded().get('{direction="server_to_client"}', 0)
+        with conn.cursor() as cur:
+            cur.execute("select repeat('x', 1000000)")
+            assert len(cur.fetchone()[0]) == 1000000
+            after = forwarded()['{direction="server_to_client"}']
+            assert after - before >= 1000000, (before, after)
+            cur.execute("select length(%s)", ("y" * 500000,))
+            assert cur.fetchone()[0] == 500000
+        assert forwarded()['{direction="client_to_server"}'] >= 500000
+    finally:
+        conn.close()
 
 
 def test_readyz_follows_the_primary(new_cluster, pgkeel_factory):

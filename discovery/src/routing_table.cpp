@@ -1,7 +1,17 @@
 // Names for node roles and health, and the read-side queries on a RoutingTable.
 #include "discovery/routing_table.h"
 
+#include <algorithm>
+
 namespace pgkeel::discovery {
+
+void ProbeHistogram::add(std::chrono::microseconds latency) {
+  auto micros = static_cast<std::uint64_t>(std::max<std::int64_t>(latency.count(), 0));
+  std::size_t bucket = 0;
+  while (bucket < kProbeBoundsMicros.size() && micros > kProbeBoundsMicros[bucket]) ++bucket;
+  ++counts[bucket];
+  microsSum += micros;
+}
 
 const char* toString(NodeRole role) {
   switch (role) {

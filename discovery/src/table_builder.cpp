@@ -199,6 +199,7 @@ NodeState TableBuilder::observe(const ProbeResult& result) {
     tracker.timeline = result.timeline;
     tracker.lsn = result.lsn;
     tracker.replayDelaySeconds = result.replayDelaySeconds;
+    tracker.durations.add(result.latency);
   }
   NodeState node;
   node.id = result.id;
@@ -212,6 +213,7 @@ NodeState TableBuilder::observe(const ProbeResult& result) {
     node.lagSeconds = tracker.replayDelaySeconds;
   node.lastProbe = result.at;
   node.probeLatency = result.latency;
+  node.probeDurations = tracker.durations;
   if (!result.ok) node.lastError = result.error.empty() ? "probe failed" : result.error;
   node.consecutiveFailures = tracker.failures;
   node.probeFailures = tracker.failuresTotal;

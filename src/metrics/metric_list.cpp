@@ -24,7 +24,7 @@ std::vector<MetricInfo> buildList() {
        {"listener", "reason"}},
       {"pgkeel_bytes_forwarded_total",
        Counter,
-       "bytes moved between clients and servers, counted when a session closes",
+       "bytes spliced between clients and servers after start-up, by direction",
        {"direction"}},
       {"pgkeel_routing_table_version", Gauge, "version of the current routing table", {}},
       {"pgkeel_server_connect_duration_seconds",
@@ -73,6 +73,10 @@ std::vector<MetricInfo> buildList() {
        "replica's replay lag: now minus its last replayed transaction's time",
        {"node"}},
       {"pgkeel_node_probe_latency_seconds", Gauge, "duration of the node's last probe", {"node"}},
+      {"pgkeel_node_probe_duration_seconds",
+       Histogram,
+       "duration of the node's successful probes since it joined the table",
+       {"node"}},
   };
 }
 

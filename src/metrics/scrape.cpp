@@ -87,6 +87,8 @@ std::string Scrape::text() const {
   return prometheus::TextSerializer().Serialize(families);
 }
 
+static_assert(discovery::kProbeBoundsMicros.size() == kLatencyBuckets.size());
+
 void addRoutingTable(Scrape& scrape, const discovery::RoutingTable& table) {
   using discovery::NodeRole;
   scrape.add("pgkeel_routing_table_version", {}, static_cast<double>(table.version));
@@ -102,6 +104,11 @@ void addRoutingTable(Scrape& scrape, const discovery::RoutingTable& table) {
     scrape.add("pgkeel_node_probe_failures_total", {name}, static_cast<double>(node.probeFailures));
     scrape.add("pgkeel_node_probe_latency_seconds", {name},
                std::chrono::duration<double>(node.probeLatency).count());
+    HistogramData durations;
+    durations.bounds.assign(kLatencyBuckets.begin(), kLatencyBuckets.end());
+    durations.counts.assign(node.probeDurations.counts.begin(), node.probeDurations.counts.end());
+    durations.sum = static_cast<double>(node.probeDurations.microsSum) / 1e6;
+    scrape.addHistogram("pgkeel_node_probe_duration_seconds", {name}, std::move(durations));
   }
 }
 

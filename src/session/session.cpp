@@ -163,8 +163,24 @@ void Session::handleStartupPacket(const protocol::StartupParse& parsed) {
   route();
 }
 
+// Adds what the pumps moved since the last call to the worker's byte counters, so /metrics shows
+// long sessions' traffic while it flows.
+void Session::countMoved() {
+  auto& counters = manager_.counters();
+  if (clientToServer_ && clientToServer_->moved() != countedToServer_) {
+    WorkerCounters::bump(counters.bytesClientToServer, clientToServer_->moved() - countedToServer_);
+    countedToServer_ = clientToServer_->moved();
+  }
+  if (serverToClient_ && serverToClient_->moved() != countedToClient_) {
+    WorkerCounters::bump(counters.bytesServerToClient, serverToClient_->moved() - countedToClient_);
+    countedToClient_ = serverToClient_->moved();
+  }
+}
+
 void Session::pumpClientToServer() {
-  switch (clientToServer_->pump(client_.get(), server_.get())) {
+  SplicePump::Status status = clientToServer_->pump(client_.get(), server_.get());
+  countMoved();
+  switch (status) {
     case SplicePump::Status::Idle:
     case SplicePump::Status::DestBlocked:
       return;
@@ -390,7 +406,9 @@ void Session::startStreaming() {
 
 void Session::pumpServerToClient() {
   if (!flushToClient()) return;
-  switch (serverToClient_->pump(server_.get(), client_.get())) {
+  SplicePump::Status status = serverToClient_->pump(server_.get(), client_.get());
+  countMoved();
+  switch (status) {
     case SplicePump::Status::Idle:
     case SplicePump::Status::DestBlocked:
       return;
@@ -517,13 +535,9 @@ void Session::close(CloseReason reason) {
   detachServer();
   if (client_) manager_.loop().remove(client_.get());
   client_.reset();
-  auto& counters = manager_.counters();
+  countMoved();
   for (auto* pump : {&clientToServer_, &serverToClient_}) {
-    if (!*pump) continue;
-    WorkerCounters::bump(
-        pump == &clientToServer_ ? counters.bytesClientToServer : counters.bytesServerToClient,
-        (*pump)->moved());
-    if ((*pump)->pending() == 0) manager_.pipes().give((*pump)->release());
+    if (*pump && (*pump)->pending() == 0) manager_.pipes().give((*pump)->release());
   }
   if (spdlog::should_log(spdlog::level::debug))
     spdlog::debug("{}: closed ({}) in state {} after {} ms", describe(), toString(reason),

@@ -72,6 +72,7 @@ class Session {
   void readEncryptionAnswer();
   void readAuthenticating();
   void startStreaming();
+  void countMoved();
   void pumpClientToServer();
   void pumpServerToClient();
   bool flushToClient();
@@ -102,6 +103,8 @@ class Session {
 
   std::vector<std::uint8_t> startupBytes_;  // the packet being read, then relayed
   protocol::StartupKind startupKind_ = protocol::StartupKind::Startup;
+  std::uint64_t countedToServer_ = 0;  // pump bytes already added to the worker's counters
+  std::uint64_t countedToClient_ = 0;
   std::string toClient_;  // bytes pgkeel writes itself; always before spliced bytes
   protocol::BackendScanner scanner_;
   std::optional<core::SplicePump> clientToServer_;

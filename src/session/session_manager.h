@@ -64,16 +64,15 @@ struct WorkerCounters {
   using Counter = std::atomic<std::uint64_t>;
   std::array<Counter, 2> accepted{};                               // by ListenerRole
   std::array<std::array<Counter, kCloseReasonCount>, 2> closed{};  // by ListenerRole, CloseReason
-  Counter bytesClientToServer{0};                                  // counted when a session closes
+  Counter bytesClientToServer{0};                                  // added as the pumps move them
   Counter bytesServerToClient{0};
   std::array<Counter, 2> waited{};  // by ListenerRole: new connections that waited for a node
   // By NodeId: server connections opened, and connect attempts that failed.
   std::array<Counter, discovery::kMaxNodes> serverOpened{};
   std::array<Counter, discovery::kMaxNodes> serverFailed{};
-  // Connect latency of successful attempts: per bucket (not cumulative; +Inf last), sum in µs.
-  static constexpr std::array<std::uint64_t, 15> kConnectBoundsMicros{
-      100,   250,    500,    1000,   2500,    5000,    10000,  25000,
-      50000, 100000, 250000, 500000, 1000000, 2500000, 5000000};
+  // Connect latency of successful attempts: per bucket (not cumulative; +Inf last), sum in µs;
+  // the same buckets as the probe-duration histogram.
+  static constexpr auto kConnectBoundsMicros = discovery::kProbeBoundsMicros;
   std::array<Counter, kConnectBoundsMicros.size() + 1> connectBuckets{};
   Counter connectMicrosSum{0};
   void observeConnect(std::uint64_t micros) {

@@ -476,5 +476,23 @@ TEST(TableBuilderWithControlPlane, NodesCarryTheirNames) {
   EXPECT_EQ(rounds.node(2).name, "");
 }
 
+// Successful probes feed the node's duration histogram (failed ones do not); it lasts while the
+// node stays in the table and starts afresh when the node leaves and returns.
+TEST(TableBuilder, AccumulatesProbeDurations) {
+  Rounds rounds;
+  rounds.run({primary(0)});      // 300 µs: le 500 µs
+  rounds.run({primary(0)});
+  rounds.run({down(0)});
+  const ProbeHistogram& h = rounds.node(0).probeDurations;
+  EXPECT_EQ(h.counts[2], 2u);
+  EXPECT_EQ(h.microsSum, 600u);
+  std::uint64_t total = 0;
+  for (std::uint64_t c : h.counts) total += c;
+  EXPECT_EQ(total, 2u);
+  rounds.run({replica(1)});
+  rounds.run({primary(0)});
+  EXPECT_EQ(rounds.node(0).probeDurations.microsSum, 300u);
+}
+
 }  // namespace
 }  // namespace pgkeel::discovery

@@ -27,6 +27,8 @@ discovery::RoutingTable twoNodeTable() {
   replica.health = discovery::NodeHealth::Healthy;
   replica.lagBytes = 128;
   replica.lagSeconds = 0.5;
+  replica.probeDurations.add(std::chrono::microseconds(300));   // le 0.0005
+  replica.probeDurations.add(std::chrono::microseconds(2000));  // le 0.0025
   table.nodes = {primary, replica};
   table.primary = 0;
   return table;
@@ -110,7 +112,13 @@ TEST(Scrape, RoutingTableBecomesNodeMetrics) {
                                R"(pgkeel_node_role{node="10.0.0.2:5432",role="replica"} 1)",
                                R"(pgkeel_node_healthy{node="10.0.0.2:5432"} 1)",
                                R"(pgkeel_node_replication_lag_bytes{node="10.0.0.2:5432"} 128)",
-                               R"(pgkeel_node_replication_lag_seconds{node="10.0.0.2:5432"} 0.5)"})
+                               R"(pgkeel_node_replication_lag_seconds{node="10.0.0.2:5432"} 0.5)",
+                               R"(pgkeel_node_probe_duration_seconds_bucket{node="10.0.0.2:5432",le="0.00025"} 0)",
+                               R"(pgkeel_node_probe_duration_seconds_bucket{node="10.0.0.2:5432",le="0.0005"} 1)",
+                               R"(pgkeel_node_probe_duration_seconds_bucket{node="10.0.0.2:5432",le="0.0025"} 2)",
+                               R"(pgkeel_node_probe_duration_seconds_count{node="10.0.0.2:5432"} 2)",
+                               R"(pgkeel_node_probe_duration_seconds_sum{node="10.0.0.2:5432"} 0.0023)",
+                               R"(pgkeel_node_probe_duration_seconds_count{node="10.0.0.1:5432"} 0)"})
     EXPECT_NE(text.find(expected), std::string::npos) << expected << "\nin\n" << text;
   EXPECT_EQ(text.find(R"(pgkeel_node_replication_lag_bytes{node="10.0.0.1:5432"})"),
             std::string::npos);

@@ -67,6 +67,7 @@ class TableBuilder {
     std::string address;
     std::uint64_t lsn = 0;
     std::optional<double> replayDelaySeconds;
+    ProbeHistogram durations;
   };
   NodeState observe(const ProbeResult& result);
   void updateHealth(Tracker& tracker, bool ok) const;
