@@ -397,11 +397,15 @@ class Pgkeel:
     }
 
     def __init__(self, candidates: str, log_path: str, flags: dict | None = None, binary: str | None = None,
-                 env: dict | None = None, pass_candidates_flag: bool = True, equals_form: bool = False):
+                 env: dict | None = None, pass_candidates_flag: bool = True, equals_form: bool = False,
+                 listen_flags: bool = True, listen_ports: tuple[int, int] | None = None):
         self.binary = binary or pgkeel_binary()
         self.candidates = candidates
         self.log_path = str(log_path)
         self.primary_port, self.replica_port, self.admin_port = free_ports(3)
+        if listen_ports:  # the test names them, e.g. in a config file, with listen_flags=False
+            self.primary_port, self.replica_port = listen_ports
+        self.listen_flags = listen_flags
         # A port of its own for the admin server, so several instances never fight over 9432.
         self.flags = {**self.DEFAULT_FLAGS, "admin_listen": f"{HOST}:{self.admin_port}"}
         self.flags.update(flags or {})
@@ -415,7 +419,9 @@ class Pgkeel:
         argv = [self.binary]
         if self.pass_candidates_flag:
             argv += ["--candidates", self.candidates]
-        argv += ["--listen-primary", f"{HOST}:{self.primary_port}", "--listen-replica", f"{HOST}:{self.replica_port}"]
+        if self.listen_flags:
+            argv += ["--listen-primary", f"{HOST}:{self.primary_port}",
+                     "--listen-replica", f"{HOST}:{self.replica_port}"]
         for key, value in self.flags.items():
             if value is not None:
                 argv += ["--" + key.replace("_", "-"), str(value)]

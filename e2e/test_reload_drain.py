@@ -1,14 +1,17 @@
 """Reload and drain under load: pgbench through pgkeel loses no transaction to a reload or a SIGTERM."""
 
+import json
 import re
 import signal
+import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import pgwire
 from e2e_util import identity, poll
-from pgcluster import client_env
+from pgcluster import client_env, free_ports
 
 
 def start_pgbench(port: int, seconds: int, script) -> subprocess.Popen:
@@ -47,6 +50,50 @@ def test_reload_changes_candidates_and_interval_under_pgbench(cluster, pgkeel_fa
          what="the replica port to reach the replica added by the reload")
     finished_cleanly(bench)
     assert "configuration reloaded (2 candidates)" in pk.log_text()
+
+
+def post_reload(pk) -> tuple[int, str]:
+    req = urllib.request.Request(pk.admin_url("/reload"), data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def refused(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_reload_moves_the_primary_listener_under_pgbench(cluster, pgkeel_factory, tmp_path):
+    """listen_primary moves from port A to port B by a reload during a pgbench run: B serves at once, A
+    refuses new connections, and the sessions opened on A finish with zero failed transactions. A reload
+    naming a port already taken fails (400, naming listen_primary) and B keeps serving."""
+    port_a, port_b, replica = free_ports(3)
+    conf = tmp_path / "pgkeel.yaml"
+    base = f"candidates: ['127.0.0.1:{cluster.primary_port}']\nlisten_replica: 127.0.0.1:{replica}\n"
+    conf.write_text(base + f"listen_primary: 127.0.0.1:{port_a}\n")
+    pk = pgkeel_factory(cluster, flags={"config": str(conf)}, pass_candidates_flag=False,
+                        listen_flags=False, listen_ports=(port_a, replica))
+    bench = start_pgbench(port_a, 4, tmp_path / "select1.sql")
+    time.sleep(1)
+    conf.write_text(base + f"listen_primary: 127.0.0.1:{port_b}\n")
+    assert post_reload(pk) == (200, "configuration reloaded\n")
+    assert identity(f"host=127.0.0.1 port={port_b} dbname=postgres user=postgres") == (False, cluster.primary_port)
+    assert refused(port_a)
+    finished_cleanly(bench)
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        conf.write_text(base + f"listen_primary: 127.0.0.1:{taken.getsockname()[1]}\n")
+        status, body = post_reload(pk)
+    assert status == 400 and "listen_primary: " in body, body
+    assert identity(f"host=127.0.0.1 port={port_b} dbname=postgres user=postgres") == (False, cluster.primary_port)
+    status_doc = json.loads(urllib.request.urlopen(pk.admin_url("/status"), timeout=5).read())
+    assert {l["role"]: l["address"] for l in status_doc["listeners"]}["primary"] == f"127.0.0.1:{port_b}"
 
 
 def test_sigterm_during_pgbench_drains(cluster, pgkeel_factory, tmp_path):

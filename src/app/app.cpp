@@ -155,7 +155,8 @@ struct App::Impl {
   std::vector<std::unique_ptr<core::Worker>> workers;
   Managers managers;
   std::unique_ptr<admin::AdminServer> admin;
-  std::vector<admin::ListenerStatus> listeners;  // as started; /status reads them
+  std::vector<admin::ListenerStatus> listeners;  // /status reads them; guarded by listenersMutex
+  std::mutex listenersMutex;
   std::atomic<std::uint64_t> primaryChanges{0};
   std::atomic<std::int64_t> noPrimarySince{
       0};  // steady ns when the primary went missing; 0: there is one
@@ -174,6 +175,14 @@ struct App::Impl {
   admin::ProcessStatus processStatus();
   bool startWorkers();
   bool listen(const std::string& address, ListenerRole role);
+  struct MovedListener {
+    ListenerRole role;
+    std::string address;         // empty: switched off
+    std::vector<core::Fd> fds;  // one per worker, bound and listening
+  };
+  std::vector<MovedListener> openMovedListeners(const config::Options& next,
+                                                std::vector<std::string>& errors);
+  void moveListeners(std::vector<MovedListener> moved);
   std::vector<std::string> onReload();
   void waitDrainDelay(const sigset_t& signals);
   void drainAndStop();
@@ -237,7 +246,10 @@ bool App::Impl::listen(const std::string& address, ListenerRole role) {
     }
     manager->addListener(std::move(fd), role);
   }
-  listeners.push_back({router::toString(role), address, 0});
+  {
+    std::lock_guard lock(listenersMutex);
+    listeners.push_back({router::toString(role), address, 0});
+  }
   spdlog::info("listening on {} for {} connections ({} workers)", parsed->str(),
                router::toString(role), managers.size());
   return true;
@@ -303,7 +315,11 @@ std::string App::Impl::metricsText() {
 }
 
 admin::ProcessStatus App::Impl::processStatus() {
-  admin::ProcessStatus status{static_cast<int>(workers.size()), listeners};
+  admin::ProcessStatus status{static_cast<int>(workers.size()), {}};
+  {
+    std::lock_guard lock(listenersMutex);
+    status.listeners = listeners;
+  }
   for (auto& listener : status.listeners)
     listener.activeSessions = activeOn(
         managers, listener.role == "primary" ? ListenerRole::Primary : ListenerRole::Replica);
@@ -341,8 +357,57 @@ std::size_t App::Impl::activeSessions() const {
   return total;
 }
 
-// SIGHUP: re-read everything; a bad file keeps the running configuration. Listener addresses and
-// the worker count apply at the next start.
+// A listener whose address changes gets its new sockets (one per worker) bound here, before
+// anything else of the reload applies; a failure to bind fails the whole reload.
+std::vector<App::Impl::MovedListener> App::Impl::openMovedListeners(
+    const config::Options& next, std::vector<std::string>& errors) {
+  std::vector<MovedListener> moved;
+  for (ListenerRole role : {ListenerRole::Primary, ListenerRole::Replica}) {
+    const bool primary = role == ListenerRole::Primary;
+    const std::string& before = primary ? options.listenPrimary : options.listenReplica;
+    const std::string& after = primary ? next.listenPrimary : next.listenReplica;
+    if (before == after) continue;
+    if (draining.load()) {
+      errors.push_back("listen_" + std::string(router::toString(role)) +
+                       ": not moved while shutting down");
+      continue;
+    }
+    MovedListener listener{role, after, {}};
+    std::string error;
+    auto parsed = after.empty() ? std::nullopt : core::parseListenAddress(after, &error);
+    for (std::size_t i = 0; !after.empty() && i < managers.size(); ++i) {
+      core::Fd fd = parsed ? core::listenOn(*parsed, 4096, &error) : core::Fd();
+      if (!fd) {
+        errors.push_back("listen_" + std::string(router::toString(role)) + ": " + error);
+        break;
+      }
+      listener.fds.push_back(std::move(fd));
+    }
+    moved.push_back(std::move(listener));
+  }
+  return moved;
+}
+
+// Each worker starts accepting on its new socket, then takes in the old one's queue and closes it.
+void App::Impl::moveListeners(std::vector<MovedListener> moved) {
+  for (MovedListener& listener : moved) {
+    for (std::size_t i = 0; i < managers.size(); ++i) {
+      auto fd = std::make_shared<core::Fd>(listener.fds.empty() ? core::Fd()
+                                                                : std::move(listener.fds[i]));
+      workers[i]->loop().post([m = managers[i].get(), fd, role = listener.role] {
+        m->replaceListener(std::move(*fd), role);
+      });
+    }
+    const std::string role = router::toString(listener.role);
+    std::lock_guard lock(listenersMutex);
+    std::erase_if(listeners, [&](const admin::ListenerStatus& l) { return l.role == role; });
+    if (!listener.address.empty()) listeners.push_back({role, listener.address, 0});
+    spdlog::info("listen_{}: now {}", role, listener.address.empty() ? "off" : listener.address);
+  }
+}
+
+// SIGHUP: re-read everything; a bad file keeps the running configuration. Listener addresses move
+// (new socket first); the worker count, admin_listen and the source kind apply at the next start.
 // SIGHUP (main thread) and POST /reload (admin thread) both land here, one at a time.
 std::vector<std::string> App::Impl::onReload() {
   std::lock_guard lock(reloadMutex);
@@ -350,6 +415,8 @@ std::vector<std::string> App::Impl::onReload() {
   std::string error;
   auto list = result.ok() ? endpoints(result.options, &error) : std::vector<discovery::Endpoint>{};
   if (!error.empty()) result.errors.push_back("candidates: " + error);
+  std::vector<MovedListener> moved;
+  if (result.ok()) moved = openMovedListeners(result.options, result.errors);
   if (!result.ok()) {
     for (const auto& e : result.errors) spdlog::error("reload: {}", e);
     spdlog::error("reload failed: keeping the running configuration");
@@ -358,6 +425,7 @@ std::vector<std::string> App::Impl::onReload() {
   }
   reloadsSucceeded.fetch_add(1, std::memory_order_relaxed);
   options = result.options;
+  moveListeners(std::move(moved));
   common::setupLogging(options.logLevel, logStyle(options));
   source->setEndpoints(list);
   discovery->setOptions(discoveryOptions(options));

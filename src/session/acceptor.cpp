@@ -27,6 +27,18 @@ void Acceptor::close() {
   listener_.reset();
 }
 
+void Acceptor::drainAndClose() {
+  while (listener_) {
+    sockaddr_storage peer{};
+    socklen_t length = sizeof peer;
+    const int fd = ::accept4(listener_.get(), reinterpret_cast<sockaddr*>(&peer), &length,
+                             SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) break;
+    manager_.adopt(core::Fd(fd), peer, role_);
+  }
+  close();
+}
+
 void Acceptor::onIo(std::uint32_t) {
   if (!listener_) return;
   // Bounded so one busy listener cannot starve the sessions of this worker.

@@ -16,6 +16,9 @@ class Acceptor : public core::IoHandler {
   void onIo(std::uint32_t events) override;
   // Stops listening now; the object may still receive an event of the current batch (ignored).
   void close();
+  // Accepts what waits in the queue now (so a moved listener loses no queued client), then closes.
+  void drainAndClose();
+  router::ListenerRole role() const { return role_; }
 
  private:
   void pauseAfterFdExhaustion();

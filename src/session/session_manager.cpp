@@ -31,6 +31,21 @@ void SessionManager::stopAccepting() {
   acceptors_.clear();
 }
 
+void SessionManager::replaceListener(core::Fd listener, router::ListenerRole role) {
+  std::vector<std::unique_ptr<Acceptor>> old;
+  for (auto it = acceptors_.begin(); it != acceptors_.end();) {
+    if ((*it)->role() == role) {
+      old.push_back(std::move(*it));
+      it = acceptors_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (listener) addListener(std::move(listener), role);
+  for (auto& acceptor : old) acceptor->drainAndClose();
+  loop_.defer([old = std::make_shared<decltype(old)>(std::move(old))] {});
+}
+
 void SessionManager::adopt(core::Fd client, const sockaddr_storage& peer,
                            router::ListenerRole role) {
   WorkerCounters::bump(counters_.accepted[static_cast<std::size_t>(role)]);

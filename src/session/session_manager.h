@@ -99,6 +99,9 @@ class SessionManager {
   // All of these run on the worker's thread (use loop().post from elsewhere).
   void addListener(core::Fd listener, router::ListenerRole role);
   void stopAccepting();
+  // A listener moved (reload): starts accepting on `listener` (none when the listener is switched
+  // off), then takes in the old sockets' queued clients and closes them.
+  void replaceListener(core::Fd listener, router::ListenerRole role);
   void applySettings(const SessionSettings& settings) { settings_ = settings; }
   void onTableChanged(discovery::RoutingTablePtr table);
   void closeAll(CloseReason reason);
