@@ -48,6 +48,15 @@ def free_port(host: str = HOST) -> int:
         return s.getsockname()[1]
 
 
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+            return True
+        except OSError:
+            return False
+
+
 def free_ports(count: int, host: str = HOST) -> list[int]:
     """`count` distinct free ports (all sockets are held open together so the kernel cannot repeat one)."""
     socks = []
@@ -126,14 +135,15 @@ class Node:
     port: int
     datadir: str
     logfile: str
+    host: str = HOST
 
     def dsn(self, dbname: str = "postgres", user: str = "postgres", **kw) -> str:
-        parts = {"host": HOST, "port": self.port, "dbname": dbname, "user": user, **kw}
+        parts = {"host": self.host, "port": self.port, "dbname": dbname, "user": user, **kw}
         return " ".join(f"{k}={v}" for k, v in parts.items())
 
     @property
     def address(self) -> str:
-        return f"{HOST}:{self.port}"
+        return f"{self.host}:{self.port}"
 
 
 class PgCluster:
@@ -141,12 +151,16 @@ class PgCluster:
 
     With ssl=True both nodes get ssl=on with a fresh self-signed certificate (openssl CLI), see ssl_cert.
     Instances created in-process stop themselves at interpreter exit unless keep=True.
+    With hosts=("127.0.0.2", "127.0.0.3") the two nodes listen on those addresses with the same port, as
+    pods with their own IPs do.
     """
 
-    def __init__(self, base_dir: str | None = None, ssl: bool = False, keep: bool = False):
+    def __init__(self, base_dir: str | None = None, ssl: bool = False, keep: bool = False,
+                 hosts: tuple[str, str] | None = None):
         self.base_dir = base_dir
         self.ssl = ssl
         self.keep = keep
+        self.hosts = hosts
         self.nodes: dict[str, Node] = {}
         self.bindir = pg_bindir()
         self.as_root = os.geteuid() == 0
@@ -220,10 +234,19 @@ class PgCluster:
         self._chown(self.base_dir)
         if not self.keep:
             atexit.register(self._atexit)
-        p1, p2 = free_ports(2)
-        for name, port in (("primary", p1), ("replica", p2)):
+        if self.hosts:
+            port = free_port(self.hosts[0])
+            while not all(_port_free(h, port) for h in self.hosts):
+                port = free_port(self.hosts[0])
+            placement = (("primary", self.hosts[0], port), ("replica", self.hosts[1], port))
+        else:
+            p1, p2 = free_ports(2)
+            placement = (("primary", HOST, p1), ("replica", HOST, p2))
+        for name, host, port in placement:
             self.nodes[name] = Node(name, port, os.path.join(self.base_dir, name),
-                                    os.path.join(self.base_dir, f"{name}.log"))
+                                    os.path.join(self.base_dir, f"{name}.log"), host)
+            os.makedirs(self._socket_dir(name), exist_ok=True)
+            self._chown(self._socket_dir(name))
         if self.ssl:
             self._make_certificate()
         self._init_primary()
@@ -234,6 +257,10 @@ class PgCluster:
         self.started = True
         self.save_state()
         return self
+
+    def _socket_dir(self, name: str) -> str:
+        # One per node: two nodes on one port would fight over one .s.PGSQL.<port> in a shared directory.
+        return os.path.join(self.base_dir, f"sock-{name}")
 
     def _make_certificate(self):
         subprocess.run(["openssl", "req", "-x509", "-nodes", "-newkey", "ec", "-pkeyopt",
@@ -249,9 +276,9 @@ class PgCluster:
         self._run([self._bin("initdb"), "-D", node.datadir, "-U", "postgres", "--auth=trust", "-E", "UTF8",
                    "--locale=C.UTF-8", "-N"])
         conf = [
-            f"listen_addresses = '{HOST}'",
+            f"listen_addresses = '{node.host}'",
             f"port = {node.port}",
-            f"unix_socket_directories = '{self.base_dir}'",
+            f"unix_socket_directories = '{self._socket_dir(node.name)}'",
             "wal_level = replica",
             "max_wal_senders = 10",
             "max_replication_slots = 10",
@@ -268,14 +295,15 @@ class PgCluster:
         with open(os.path.join(node.datadir, "postgresql.conf"), "a") as f:
             f.write("\n# pgcluster.py\n" + "\n".join(conf) + "\n")
         with open(os.path.join(node.datadir, "pg_hba.conf"), "a") as f:
-            f.write("host replication all 127.0.0.1/32 trust\n")
+            f.write("host replication all 127.0.0.0/8 trust\nhost all all 127.0.0.0/8 trust\n")
 
     def _make_replica(self):
         node = self.replica
-        self._run([self._bin("pg_basebackup"), "-h", HOST, "-p", str(self.primary.port), "-U", "postgres",
-                   "-D", node.datadir, "-R", "-X", "stream", "-c", "fast", "-C", "-S", "replica_slot"])
+        self._run([self._bin("pg_basebackup"), "-h", self.primary.host, "-p", str(self.primary.port), "-U",
+                   "postgres", "-D", node.datadir, "-R", "-X", "stream", "-c", "fast", "-C", "-S", "replica_slot"])
         with open(os.path.join(node.datadir, "postgresql.conf"), "a") as f:
-            f.write(f"port = {node.port}\ncluster_name = 'replica'\n")
+            f.write(f"port = {node.port}\ncluster_name = 'replica'\nlisten_addresses = '{node.host}'\n"
+                    f"unix_socket_directories = '{self._socket_dir(node.name)}'\n")
 
     def _pg_ctl_start(self, node: Node):
         self._run([self._bin("pg_ctl"), "-D", node.datadir, "-l", node.logfile, "-w", "-t", "60", "start"],
@@ -284,20 +312,22 @@ class PgCluster:
     def wait_streaming(self, timeout: float = 30):
         """Until the replica streams from the primary (pg_stat_replication on the primary says so)."""
         wait_until(lambda: query(self.primary.port,
-                                 "select count(*) from pg_stat_replication where state = 'streaming'") == "1",
+                                 "select count(*) from pg_stat_replication where state = 'streaming'",
+                                 host=self.primary.host) == "1",
                    timeout, what="replica streaming")
 
     def wait_caught_up(self, timeout: float = 30):
         """Until the replica has replayed everything the primary has written so far."""
         # A synchronous commit flushes all WAL before it; the write position is then its end.
         lsn = query(self.primary.port, "set synchronous_commit = on; select txid_current(); "
-                                       "select pg_current_wal_lsn()").splitlines()[-1]
+                                       "select pg_current_wal_lsn()", host=self.primary.host).splitlines()[-1]
         wait_until(lambda: query(self.replica.port,
-                                 f"select pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn") == "t",
+                                 f"select pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn",
+                                 host=self.replica.host) == "t",
                    timeout, what=f"replica replay past {lsn}")
 
     def in_recovery(self, name: str) -> bool:
-        return query(self.port(name), "select pg_is_in_recovery()") == "t"
+        return query(self.port(name), "select pg_is_in_recovery()", host=self.nodes[name].host) == "t"
 
     def promote_replica(self, name: str = "replica", timeout: float = 30) -> float:
         """pg_ctl promote, then wait until the node accepts writes; returns the seconds it took."""
@@ -305,9 +335,10 @@ class PgCluster:
         node = self.nodes[name]
         self._run([self._bin("pg_ctl"), "-D", node.datadir, "-w", "-t", str(int(timeout)), "promote"],
                   timeout=timeout + 10)
-        wait_until(lambda: query(node.port, "select pg_is_in_recovery()") == "f", timeout, interval=0.01,
-                   what=f"{name} to leave recovery")
-        wait_until(lambda: psql(node.port, "create temp table promote_check(x int)", check=False).returncode == 0,
+        wait_until(lambda: query(node.port, "select pg_is_in_recovery()", host=node.host) == "f", timeout,
+                   interval=0.01, what=f"{name} to leave recovery")
+        wait_until(lambda: psql(node.port, "create temp table promote_check(x int)", host=node.host,
+                                check=False).returncode == 0,
                    timeout, interval=0.01, what=f"{name} to accept writes")
         return time.monotonic() - t0
 
@@ -354,7 +385,7 @@ class PgCluster:
     def state(self) -> dict:
         return {"dir": self.base_dir, "ssl": self.ssl, "host": HOST,
                 "primary": self.primary.port, "replica": self.replica.port,
-                "nodes": {n.name: {"port": n.port, "datadir": n.datadir, "log": n.logfile}
+                "nodes": {n.name: {"port": n.port, "datadir": n.datadir, "log": n.logfile, "host": n.host}
                           for n in self.nodes.values()}}
 
     def save_state(self):
@@ -367,7 +398,7 @@ class PgCluster:
             st = json.load(f)
         cluster = cls(base_dir=base_dir, ssl=st["ssl"], keep=True)
         for name, n in st["nodes"].items():
-            cluster.nodes[name] = Node(name, n["port"], n["datadir"], n["log"])
+            cluster.nodes[name] = Node(name, n["port"], n["datadir"], n["log"], n.get("host", HOST))
         cluster.started = True
         return cluster
 
