@@ -17,6 +17,10 @@ from pgcluster import ClusterError, Pgkeel, PgCluster, pgkeel_binary  # noqa: E4
 TEST_TIMEOUT = int(os.environ.get("PGKEEL_E2E_TEST_TIMEOUT", "90"))  # seconds per test, setup included
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "patroni: needs the real Patroni + etcd cluster (e2e/patronicluster.py)")
+
+
 @pytest.fixture(scope="session")
 def pgkeel_bin(tmp_path_factory) -> str:
     """A private copy of the pgkeel binary under test (a rebuild during the run cannot swap it midway);
