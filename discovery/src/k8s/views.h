@@ -31,11 +31,19 @@ struct View {
 // targetPrimary: Named that pod. A transition (targetPrimary != currentPrimary): moving = true,
 // and Named the target (it gets writes once it answers f), or Nobody while targetPrimary is
 // "pending" or names no pod with an IP. The old primary never gets writes during a transition.
+// Decisions: a pod with metadata.deletionTimestamp stays a candidate (no hint) but is never named
+// (Nobody instead); while the Cluster is unknown the view is Nobody, "cnpg: cluster not found"
+// (nothing confirms a primary); a replica cluster (spec.replica.enabled) is Nobody.
 View cnpgView(const nlohmann::json* cluster, const ObjectMap& pods, std::uint16_t port);
 
 // Zalando/Spilo: `pods` (application=spilo,cluster-name=<c>), `leader` the ConfigMap <c>-leader or
 // Endpoints <c> (nullptr while unknown). The leader annotation counts only while
 // renewTime + ttl > now; spilo-role labels are hints, never the primary by themselves.
+// Decisions: a live leader whose pod is unknown, has no IP or is being deleted is Nobody (moving);
+// no `leader` annotation, an expired lock or an unreadable renewTime/ttl is Nobody (moving); while
+// the leader object is unknown the view is NoOpinion, so the probe elects with the table builder's
+// timeline and stale-primary guards. Hints: spilo-role, or the `status` annotation's role while its
+// state is running; none when they disagree.
 View zalandoView(const ObjectMap& pods, const nlohmann::json* leader,
                  std::chrono::system_clock::time_point now, std::uint16_t port);
 
