@@ -85,3 +85,44 @@ def psql_conninfo(conninfo: str, *args: str, timeout: float = 60) -> subprocess.
     """psql -X "conninfo" with extra args."""
     return subprocess.run(["psql", "-X", conninfo, *args], capture_output=True, text=True, timeout=timeout,
                           env=client_env(PGCONNECT_TIMEOUT="10"))
+
+
+class Writer:
+    """A reconnecting writer: a new connection through pgkeel's primary port for every insert into
+    writes(node), in a thread; records (time done, server address or None, error or None). The table
+    `writes(node text)` must exist."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.results: list[tuple[float, str | None, str | None]] = []  # (done at, node address, error)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "Writer":
+        self.thread.start()
+        return self
+
+    def _run(self):
+        while not self.stop.is_set():
+            try:
+                conn = psycopg2.connect(host="127.0.0.1", port=self.port, dbname="postgres", user="postgres",
+                                        connect_timeout=5)
+                try:
+                    conn.autocommit = True
+                    with conn.cursor() as cur:
+                        cur.execute("insert into writes(node) values (host(inet_server_addr())) returning node")
+                        node = cur.fetchone()[0]
+                    self.results.append((time.monotonic(), node, None))
+                finally:
+                    conn.close()
+            except psycopg2.Error as exc:
+                self.results.append((time.monotonic(), None, str(exc).strip().splitlines()[0]))
+                time.sleep(0.005)
+            time.sleep(0.005)
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join(timeout=15)
+
+    def writes_on(self, node: str, after: float = 0.0) -> list[float]:
+        return [t for t, n, _ in self.results if n == node and t > after]

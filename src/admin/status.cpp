@@ -33,6 +33,7 @@ nlohmann::json optionalJson(const std::optional<T>& value) {
 nlohmann::json nodeJson(const discovery::NodeState& node) {
   return {
       {"endpoint", node.endpoint.str()},
+      {"name", node.name},
       {"address", node.address},
       {"role", discovery::toString(node.role)},
       {"health", discovery::toString(node.health)},
@@ -67,6 +68,7 @@ nlohmann::json statusJson(const discovery::RoutingTable& table, const ProcessSta
       {"changedAt", timeJson(table.changedAt)},
       {"primary", primary ? nlohmann::json(primary->endpoint.str()) : nlohmann::json(nullptr)},
       {"primaryProblem", table.primaryProblem},
+      {"controlPlane", table.controlPlane},
       {"nodes", std::move(nodes)},
       {"listeners", std::move(listeners)},
       {"workers", process.workers},

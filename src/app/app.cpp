@@ -9,14 +9,19 @@
 #include <chrono>
 #include <mutex>
 #include <optional>
+#include <set>
+#include <stdexcept>
 #include <thread>
 
 #include "admin/admin_server.h"
 #include "common/logging.h"
+#include "config/keys.h"
 #include "core/cpu_count.h"
 #include "core/socket.h"
 #include "core/worker.h"
 #include "discovery/discovery_service.h"
+#include "discovery/kubernetes_source.h"
+#include "discovery/patroni_source.h"
 #include "metrics/scrape.h"
 #include "session/session_manager.h"
 
@@ -52,6 +57,23 @@ std::vector<discovery::Endpoint> endpoints(const config::Options& o, std::string
   std::string joined;
   for (const auto& c : o.candidates) joined += c + ",";
   return discovery::parseEndpointList(joined, error);
+}
+
+// Keys a reload cannot change in a running process.
+bool restartOnlyKey(const std::string& key) {
+  static const std::set<std::string> kKeys{"workers",
+                                           "admin_listen",
+                                           "readyz_requires_replica",
+                                           "source",
+                                           "kubernetes_cluster",
+                                           "kubernetes_namespace",
+                                           "kubeconfig",
+                                           "postgres_port",
+                                           "patroni_urls",
+                                           "patroni_poll_interval",
+                                           "etcd_url",
+                                           "etcd_leader_key"};
+  return kKeys.count(key) > 0;
 }
 
 common::LogStyle logStyle(const config::Options& o) {
@@ -110,6 +132,17 @@ void addConnectHistogram(metrics::Scrape& scrape, const Managers& managers) {
   }
   data.sum = static_cast<double>(micros) / 1e6;
   scrape.addHistogram("pgkeel_server_connect_duration_seconds", {}, std::move(data));
+}
+
+void addSourceStats(metrics::Scrape& scrape, const discovery::Source& source) {
+  const discovery::SourceStats stats = source.stats();
+  const std::string name = source.name();
+  scrape.add("pgkeel_discovery_source_synced", {name}, stats.synced ? 1 : 0);
+  scrape.add("pgkeel_discovery_events_total", {name}, static_cast<double>(stats.events));
+  scrape.add("pgkeel_discovery_relists_total", {name}, static_cast<double>(stats.relists));
+  scrape.add("pgkeel_discovery_rewatches_total", {name}, static_cast<double>(stats.rewatches));
+  for (const auto& [kind, count] : stats.errors)
+    scrape.add("pgkeel_discovery_errors_total", {name, kind}, static_cast<double>(count));
 }
 
 void addSessionCounters(metrics::Scrape& scrape, const Managers& managers) {
@@ -197,15 +230,44 @@ App::App(config::Options options, Reloader reload) : impl_(std::make_unique<Impl
 
 App::~App() = default;
 
-bool App::Impl::startDiscovery() {
+// The source named by `source`: a static list, a Kubernetes operator's objects, or Patroni.
+std::unique_ptr<discovery::Source> makeSource(const config::Options& o,
+                                              discovery::StaticSource** staticSource) {
+  if (o.source == "cnpg" || o.source == "zalando") {
+    discovery::KubernetesOptions k;
+    k.op = o.source == "cnpg" ? discovery::KubernetesOptions::Operator::Cnpg
+                              : discovery::KubernetesOptions::Operator::Zalando;
+    k.cluster = o.kubernetesCluster;
+    k.ns = o.kubernetesNamespace;
+    k.kubeconfig = o.kubeconfig;
+    k.port = static_cast<std::uint16_t>(o.postgresPort);
+    return discovery::makeKubernetesSource(k);
+  }
+  if (o.source == "patroni") {
+    discovery::PatroniOptions p;
+    p.restUrls = o.patroniUrls;
+    p.pollInterval = o.patroniPollInterval;
+    p.requestTimeout = std::max(o.probeTimeout, std::chrono::milliseconds(500));
+    p.etcdUrl = o.etcdUrl;
+    p.etcdLeaderKey = o.etcdLeaderKey;
+    return discovery::makePatroniSource(p);
+  }
   std::string error;
-  auto list = endpoints(options, &error);
-  if (!error.empty()) {
-    spdlog::critical("candidates: {}", error);
+  auto list = endpoints(o, &error);
+  if (!error.empty()) throw std::invalid_argument("candidates: " + error);
+  auto owned = std::make_unique<discovery::StaticSource>(list);
+  *staticSource = owned.get();
+  return owned;
+}
+
+bool App::Impl::startDiscovery() {
+  std::unique_ptr<discovery::Source> owned;
+  try {
+    owned = makeSource(options, &source);
+  } catch (const std::exception& e) {
+    spdlog::critical("source {}: {}", options.source, e.what());
     return false;
   }
-  auto owned = std::make_unique<discovery::StaticSource>(list);
-  source = owned.get();
   discoveryOwner =
       std::make_unique<discovery::DiscoveryService>(std::move(owned), discoveryOptions(options));
   discovery = discoveryOwner.get();
@@ -311,6 +373,7 @@ std::string App::Impl::metricsText() {
   addServerCounters(scrape, managers, *table);
   addConnectHistogram(scrape, managers);
   metrics::addRoutingTable(scrape, *table);
+  addSourceStats(scrape, discovery->source());
   return scrape.text();
 }
 
@@ -415,6 +478,12 @@ std::vector<std::string> App::Impl::onReload() {
   std::string error;
   auto list = result.ok() ? endpoints(result.options, &error) : std::vector<discovery::Endpoint>{};
   if (!error.empty()) result.errors.push_back("candidates: " + error);
+  if (result.ok()) {
+    for (const std::string& key : config::changedKeys(options, result.options)) {
+      if (restartOnlyKey(key))
+        spdlog::warn("reload: {} changed; it applies at the next start", key);
+    }
+  }
   std::vector<MovedListener> moved;
   if (result.ok()) moved = openMovedListeners(result.options, result.errors);
   if (!result.ok()) {
@@ -427,11 +496,15 @@ std::vector<std::string> App::Impl::onReload() {
   options = result.options;
   moveListeners(std::move(moved));
   common::setupLogging(options.logLevel, logStyle(options));
-  source->setEndpoints(list);
+  if (source != nullptr) source->setEndpoints(list);
   discovery->setOptions(discoveryOptions(options));
   eachManager([s = sessionSettings(options)](session::SessionManager& m) { m.applySettings(s); });
   discovery->probeNow();
-  spdlog::info("configuration reloaded ({} candidates)", list.size());
+  if (source != nullptr) {
+    spdlog::info("configuration reloaded ({} candidates)", list.size());
+  } else {
+    spdlog::info("configuration reloaded");
+  }
   return {};
 }
 
