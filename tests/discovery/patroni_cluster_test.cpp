@@ -341,13 +341,42 @@ TEST(PatroniLeaderKey, StaleClusterAnswerIsOverruled) {
 }
 
 // Without a usable /cluster the key does not bring back an opinion: the probe decides.
-TEST(PatroniLeaderKey, NoAnswerStaysWithTheProbe) {
+// Without a /cluster answer the watched leader key still decides: held by a known member names it,
+// deleted names nobody; with no key news the probe elects among the last known members.
+TEST(PatroniLeaderKey, NoAnswerFollowsTheKeyElseTheProbe) {
   ClusterTracker tracker;
-  tracker.onAnswer(parseOrFail(readFixture("patroni-cluster-async.json")));
-  tracker.onLeaderKey(held("pg0"));
+  ClusterAnswer answer = parseOrFail(readFixture("patroni-cluster-async.json"));
+  const std::string leader = answer.members[0].role == "leader" ? answer.members[0].name
+                                                                 : answer.members[1].name;
+  tracker.onAnswer(answer);
   tracker.onNoAnswer(NoAnswer::Unreachable);
   EXPECT_EQ(tracker.snapshot().opinion, LeaderOpinion::NoOpinion);
   EXPECT_EQ(tracker.snapshot().candidates.size(), 3u);
+  tracker.onLeaderKey(held(leader));
+  EXPECT_EQ(tracker.snapshot().opinion, LeaderOpinion::Named);
+  EXPECT_EQ(tracker.snapshot().leaderName, leader);
+  tracker.onLeaderKey(held("stranger"));
+  EXPECT_EQ(tracker.snapshot().opinion, LeaderOpinion::Nobody);
+  LeaderKey gone;
+  gone.state = LeaderKey::State::Absent;
+  tracker.onLeaderKey(gone);
+  EXPECT_EQ(tracker.snapshot().opinion, LeaderOpinion::Nobody);
+  EXPECT_EQ(tracker.snapshot().candidates.size(), 3u);
+}
+
+// A failover under way (no leader in /cluster) is not undone by a poll that fails: the last
+// "nobody" holds, so the probe cannot elect an orphaned old primary still answering f.
+TEST(PatroniLeaderKey, NoLeaderHoldsThroughAFailedPoll) {
+  ClusterTracker tracker;
+  ClusterAnswer answer = parseOrFail(readFixture("patroni-cluster-async.json"));
+  for (Member& member : answer.members) {
+    if (member.role == "leader") member.role = "replica";
+  }
+  tracker.onAnswer(answer);
+  ASSERT_EQ(tracker.snapshot().opinion, LeaderOpinion::Nobody);
+  tracker.onNoAnswer(NoAnswer::Unreachable);
+  EXPECT_EQ(tracker.snapshot().opinion, LeaderOpinion::Nobody);
+  EXPECT_TRUE(tracker.snapshot().moving);
 }
 
 }  // namespace

@@ -100,6 +100,7 @@ void ClusterTracker::onAnswer(ClusterAnswer answer) {
 }
 
 void ClusterTracker::onNoAnswer(NoAnswer why) {
+  if (!missing_) missingSince_ = std::chrono::steady_clock::now();
   missing_ = why;
 }
 
@@ -113,17 +114,41 @@ SourceSnapshot ClusterTracker::snapshot() const {
     snapshot.detail = "patroni: no /cluster answer yet";
     return snapshot;
   }
-  if (missing_) {
-    SourceSnapshot snapshot;
-    snapshot.candidates = fromAnswer(*last_).candidates;
-    snapshot.detail = *missing_ == NoAnswer::EmptyMembers
-                          ? "patroni: DCS unreachable (no members), last known members, "
-                            "election by probe"
-                          : "patroni: no REST API answered, last known members, election by probe";
-    return snapshot;
-  }
+  if (missing_) return withoutAnswer();
   SourceSnapshot snapshot = fromAnswer(*last_);
   applyLeaderKey(snapshot);
+  return snapshot;
+}
+
+SourceSnapshot ClusterTracker::withoutAnswer() const {
+  const SourceSnapshot answered = fromAnswer(*last_);
+  SourceSnapshot snapshot;
+  snapshot.candidates = answered.candidates;
+  const std::string why = *missing_ == NoAnswer::EmptyMembers
+                              ? "DCS unreachable (no members), last known members"
+                              : "no REST API answered, last known members";
+  if (key_.state == LeaderKey::State::Absent) {
+    setNobody(snapshot, true, "patroni: " + why + "; the leader key is deleted");
+    return snapshot;
+  }
+  if (key_.state == LeaderKey::State::Held) {
+    for (const Member& member : last_->members) {
+      if (member.name != key_.holder || member.host.empty()) continue;
+      snapshot.opinion = LeaderOpinion::Named;
+      snapshot.leader = Endpoint{member.host, member.port};
+      snapshot.leaderName = member.name;
+      snapshot.detail = "patroni: " + why + "; the leader key names " + member.name;
+      return snapshot;
+    }
+    setNobody(snapshot, true, "patroni: " + why + "; the leader key names unknown " + key_.holder);
+    return snapshot;
+  }
+  if (answered.opinion == LeaderOpinion::Nobody &&
+      std::chrono::steady_clock::now() - missingSince_ < kNoLeaderHold) {
+    setNobody(snapshot, answered.moving, "patroni: " + why + "; no leader at the last answer");
+    return snapshot;
+  }
+  snapshot.detail = "patroni: " + why + ", election by probe";
   return snapshot;
 }
 

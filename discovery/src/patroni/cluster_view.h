@@ -1,6 +1,7 @@
 // Pure Patroni decisions: GET /cluster bodies and etcd leader-key news to a SourceSnapshot.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -51,12 +52,17 @@ enum class NoAnswer {
 //
 // - A leader member names the primary (moving while its state is not "running"); no leader is
 //   Nobody, moving. A standby cluster's standby_leader is in recovery: Nobody, not moving.
-// - No usable answer: the last known members stay candidates and the opinion is NoOpinion, so the
-//   probe elects with the timeline and stale-primary guards. During a DCS outage Patroni demotes
-//   its primary by itself (or, with failsafe_mode, keeps it); either way only the probe knows.
+// - No usable answer: the last known members stay candidates. A watched leader key still decides
+//   (held by a known member: Named; deleted: Nobody). Without one, a "no leader" answer stays
+//   Nobody for kNoLeaderHold (a failover under way must not fall back to a probe-only election
+//   that would pick the orphaned old primary); otherwise the opinion is NoOpinion, so the probe
+//   elects with the timeline and stale-primary guards. During a DCS outage Patroni demotes its
+//   primary by itself (or, with failsafe_mode, keeps it); either way only the probe knows.
 // - The etcd key refines an answer: deleted means Nobody until /cluster names a leader other than
 //   the deleted one (or the key is written again); held by H while /cluster names another leader
 //   means /cluster is stale: Nobody, moving.
+inline constexpr std::chrono::seconds kNoLeaderHold{30};
+
 class ClusterTracker {
  public:
   void onAnswer(ClusterAnswer answer);
@@ -68,10 +74,12 @@ class ClusterTracker {
 
  private:
   SourceSnapshot fromAnswer(const ClusterAnswer& answer) const;
+  SourceSnapshot withoutAnswer() const;
   void applyLeaderKey(SourceSnapshot& snapshot) const;
 
   std::optional<ClusterAnswer> last_;  // the last answer with members
   std::optional<NoAnswer> missing_;    // set while the latest poll gave no usable answer
+  std::chrono::steady_clock::time_point missingSince_{};
   LeaderKey key_;
 };
 
