@@ -100,8 +100,8 @@ void DiscoveryService::run() {
 
 void DiscoveryService::probeOnce() {
   std::lock_guard round(roundMutex_);
-  applyOptions();
   SourceSnapshot snapshot = source_->snapshot();
+  applyOptions(snapshot);
   ControlView view;
   std::vector<ProbeResult> results = prober_->probeAll(roundNodes(snapshot, view));
   RoutingTable table = builder_.apply(*handle_.load(), results, view);
@@ -138,14 +138,41 @@ bool DiscoveryService::wantsFastRounds(const SourceSnapshot& snapshot, const Con
   return false;
 }
 
-void DiscoveryService::applyOptions() {
+// The round's probe DSN carries the snapshot's credentials, if any. A changed DSN (a rotated
+// password, a reload) makes the prober close its kept connections, so the next probe of every
+// node authenticates with what is current.
+void DiscoveryService::applyOptions(const SourceSnapshot& snapshot) {
   DiscoveryOptions options;
   {
     std::lock_guard lock(mutex_);
     options = options_;
   }
   builder_.setPolicy(options.health);
-  prober_->setOptions(options.probeDsn, options.probeTimeout);
+  noteCredentials(snapshot);
+  prober_->setOptions(
+      probeDsnWithCredentials(options.probeDsn, snapshot.probeUser, snapshot.probePassword),
+      options.probeTimeout);
+}
+
+// Logs when the control plane's probe credentials appear, change or go (the user, never the
+// password).
+void DiscoveryService::noteCredentials(const SourceSnapshot& snapshot) {
+  if (snapshot.probeUser == probeUser_ && snapshot.probePassword == probePassword_) return;
+  if (snapshot.probeUser.empty()) {
+    spdlog::warn(
+        "discovery: no probe credentials from the control plane now; probing with the "
+        "probe DSN's own user and password");
+  } else if (probeUser_.empty()) {
+    spdlog::info("discovery: probing as user {} with the control plane's credentials",
+                 snapshot.probeUser);
+  } else {
+    spdlog::info(
+        "discovery: the control plane's probe credentials changed (user {}); the probes "
+        "connect again with them",
+        snapshot.probeUser);
+  }
+  probeUser_ = snapshot.probeUser;
+  probePassword_ = snapshot.probePassword;
 }
 
 // The source's candidates with their ids, each node once; fills `view` from the snapshot.

@@ -133,6 +133,32 @@ std::string checkProbeDsn(const std::string& dsn) {
   return problem;
 }
 
+std::string quoteConninfoValue(std::string_view value) {
+  std::string quoted = "'";
+  for (char c : value) {
+    if (c == '\\' || c == '\'') quoted += '\\';
+    quoted += c;
+  }
+  return quoted + "'";
+}
+
+std::string probeDsnWithCredentials(const std::string& dsn, const std::string& user,
+                                    const std::string& password) {
+  if (user.empty()) return dsn;
+  std::string credentials = "user=" + quoteConninfoValue(user);
+  if (!password.empty()) credentials += " password=" + quoteConninfoValue(password);
+  PQconninfoOption* options = PQconninfoParse(dsn.c_str(), nullptr);
+  if (options == nullptr) return dsn + " " + credentials;
+  std::string rebuilt;
+  for (PQconninfoOption* option = options; option->keyword; ++option) {
+    std::string_view keyword = option->keyword;
+    if (option->val == nullptr || keyword == "user" || keyword == "password") continue;
+    rebuilt += std::string(keyword) + "=" + quoteConninfoValue(option->val) + " ";
+  }
+  PQconninfoFree(options);
+  return rebuilt + credentials;
+}
+
 // One node's probe within a round: connect (or reuse), send, read, decide.
 class Prober::Attempt {
  public:

@@ -61,18 +61,12 @@ std::vector<discovery::Endpoint> endpoints(const config::Options& o, std::string
 
 // Keys a reload cannot change in a running process.
 bool restartOnlyKey(const std::string& key) {
-  static const std::set<std::string> kKeys{"workers",
-                                           "admin_listen",
-                                           "readyz_requires_replica",
-                                           "source",
-                                           "kubernetes_cluster",
-                                           "kubernetes_namespace",
-                                           "kubeconfig",
-                                           "postgres_port",
-                                           "patroni_urls",
-                                           "patroni_poll_interval",
-                                           "etcd_url",
-                                           "etcd_leader_key"};
+  static const std::set<std::string> kKeys{
+      "workers",     "admin_listen",       "readyz_requires_replica",
+      "source",      "kubernetes_cluster", "kubernetes_namespace",
+      "kubeconfig",  "postgres_port",      "probe_from_secret",
+      "secret_user", "patroni_urls",       "patroni_poll_interval",
+      "etcd_url",    "etcd_leader_key"};
   return kKeys.count(key) > 0;
 }
 
@@ -241,6 +235,8 @@ std::unique_ptr<discovery::Source> makeSource(const config::Options& o,
     k.ns = o.kubernetesNamespace;
     k.kubeconfig = o.kubeconfig;
     k.port = static_cast<std::uint16_t>(o.postgresPort);
+    k.probeFromSecret = o.probeFromSecret;
+    k.secretUser = o.secretUser;
     return discovery::makeKubernetesSource(k);
   }
   if (o.source == "patroni") {

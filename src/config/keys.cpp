@@ -191,6 +191,20 @@ std::string setProbe(Options& o, std::string_view text) {
   return "";
 }
 
+// A Zalando user whose Secret name (`_` as `-`) is a valid object name part.
+std::string setSecretUser(Options& o, std::string_view text) {
+  std::string_view user = trim(text);
+  if (user.empty()) return "needs a user name, e.g. postgres";
+  auto allowed = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+  };
+  if (!std::all_of(user.begin(), user.end(), allowed)) {
+    return inQuotes(text) + " is not a user name: use letters, digits, _, - and .";
+  }
+  o.secretUser = std::string(user);
+  return "";
+}
+
 std::string setLogLevel(Options& o, std::string_view text) {
   static const std::vector<std::string> kLevels{"trace", "debug",    "info", "warn",
                                                 "error", "critical", "off"};
@@ -239,6 +253,12 @@ std::vector<Key> buildKeys() {
                 "cnpg, zalando: a kubeconfig file; empty means the pod's service account"),
       intKey("postgres_port", &Options::postgresPort, 1, 65535,
              "cnpg, zalando: the PostgreSQL port on the pod IPs"),
+      boolKey("probe_from_secret", &Options::probeFromSecret,
+              "cnpg, zalando: the probe's user and password come from the operator's Secret "
+              "(<c>-app, or <secret_user>.<c>.credentials.postgresql.acid.zalan.do) and follow "
+              "its rotation"),
+      Key{"secret_user", "USER", "zalando: whose credentials Secret the probe uses", false,
+          setSecretUser, [](const Options& o) { return o.secretUser; }},
       Key{"patroni_urls", "URL,...",
           "patroni: every member's REST API, e.g. http://10.0.0.1:8008; a list or one string",
           true, setPatroniUrls, [](const Options& o) { return joinList(o.patroniUrls); }},
@@ -341,6 +361,9 @@ std::vector<std::string> missingForSource(const Options& options) {
   if ((options.source == "cnpg" || options.source == "zalando") &&
       options.kubernetesCluster.empty()) {
     problems.push_back("source " + options.source + " needs kubernetes_cluster");
+  }
+  if (options.probeFromSecret && options.source != "cnpg" && options.source != "zalando") {
+    problems.push_back("probe_from_secret needs source cnpg or zalando, not " + options.source);
   }
   if (options.source == "patroni" && options.patroniUrls.empty()) {
     problems.push_back("source patroni needs patroni_urls");

@@ -19,12 +19,14 @@ struct Options {
   int workers = 0;  // 0 = one per CPU the process may use (affinity and cgroup quota)
 
   // Discovery: where the node list and the control plane's view come from.
-  std::string source = "static";        // static, cnpg, zalando, patroni
-  std::vector<std::string> candidates;  // "host:port" (static source)
-  std::string kubernetesCluster;        // cnpg/zalando: the Cluster or postgresql name
-  std::string kubernetesNamespace;      // empty: the pod's namespace (or the kubeconfig context's)
-  std::string kubeconfig;               // empty: in-cluster service account
-  int postgresPort = 5432;              // cnpg/zalando: PostgreSQL port on the pod IPs
+  std::string source = "static";         // static, cnpg, zalando, patroni
+  std::vector<std::string> candidates;   // "host:port" (static source)
+  std::string kubernetesCluster;         // cnpg/zalando: the Cluster or postgresql name
+  std::string kubernetesNamespace;       // empty: the pod's namespace (or the kubeconfig context's)
+  std::string kubeconfig;                // empty: in-cluster service account
+  int postgresPort = 5432;               // cnpg/zalando: PostgreSQL port on the pod IPs
+  bool probeFromSecret = false;          // cnpg/zalando: probe user and password from a Secret
+  std::string secretUser = "postgres";   // zalando: whose credentials Secret the probe uses
   std::vector<std::string> patroniUrls;  // patroni: each member's REST API, http://host:8008
   Millis patroniPollInterval{500};
   std::string etcdUrl;        // patroni: optional etcd v3 JSON gateway for the leader key

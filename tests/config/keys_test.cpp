@@ -34,6 +34,8 @@ TEST(KeyCatalogue, HoldsEveryOptionsKeyOnce) {
                                  "kubernetes_namespace",
                                  "kubeconfig",
                                  "postgres_port",
+                                 "probe_from_secret",
+                                 "secret_user",
                                  "patroni_urls",
                                  "patroni_poll_interval",
                                  "etcd_url",
@@ -178,6 +180,30 @@ TEST(KeyValidation, BoolKeysTakeEveryForm) {
   EXPECT_FALSE(setting("tcp_keepalive", "no").tcpKeepalive);
   EXPECT_EQ(problemSetting("tcp_keepalive", "maybe"),
             "'maybe' is not a boolean; use true/false, on/off, yes/no or 1/0");
+}
+
+// secret_user names a user whose Secret name can be built: not empty, no spaces or selectors.
+TEST(KeyValidation, SecretUserIsAUserName) {
+  EXPECT_EQ(findKey("secret_user")->defaultText(), "postgres");
+  EXPECT_EQ(findKey("probe_from_secret")->defaultText(), "false");
+  EXPECT_EQ(setting("secret_user", "orders_app").secretUser, "orders_app");
+  EXPECT_TRUE(setting("probe_from_secret", "on").probeFromSecret);
+  EXPECT_EQ(problemSetting("secret_user", ""), "needs a user name, e.g. postgres");
+  EXPECT_EQ(problemSetting("secret_user", "a,b=c"),
+            "'a,b=c' is not a user name: use letters, digits, _, - and .");
+}
+
+// probe_from_secret reads an operator's Secret, so it needs the cnpg or zalando source.
+TEST(KeyValidation, ProbeFromSecretNeedsAKubernetesSource) {
+  Options options;
+  options.candidates = {"a:5432"};
+  options.probeFromSecret = true;
+  EXPECT_EQ(
+      missingForSource(options),
+      (std::vector<std::string>{"probe_from_secret needs source cnpg or zalando, not static"}));
+  options.source = "zalando";
+  options.kubernetesCluster = "acid-main";
+  EXPECT_TRUE(missingForSource(options).empty());
 }
 
 // Both listeners on one address is a problem that names both keys.

@@ -5,6 +5,7 @@
 
 #include <atomic>
 
+#include "fake_postgres.h"
 #include "test_ports.h"
 
 namespace pgkeel::discovery {
@@ -12,6 +13,7 @@ namespace {
 
 using std::chrono::milliseconds;
 using testing::closedPort;
+using testing::FakePostgres;
 
 // A source whose candidates a test sets, and which records start/stop and can report a change.
 class FakeSource : public Source {
@@ -22,6 +24,8 @@ class FakeSource : public Source {
     std::lock_guard lock(mutex_);
     SourceSnapshot snapshot{candidates_, opinion_, leader_};
     snapshot.moving = moving_;
+    snapshot.probeUser = user_;
+    snapshot.probePassword = password_;
     return snapshot;
   }
   void start(std::function<void()> changed) override {
@@ -42,6 +46,12 @@ class FakeSource : public Source {
     leader_ = leader;
     moving_ = moving;
   }
+  // The probe credentials the control plane hands out (as from a Secret); empty: none.
+  void credentials(std::string user, std::string password) {
+    std::lock_guard lock(mutex_);
+    user_ = std::move(user);
+    password_ = std::move(password);
+  }
   void reportChange() {
     std::function<void()> changed;
     {
@@ -59,6 +69,8 @@ class FakeSource : public Source {
   LeaderOpinion opinion_ = LeaderOpinion::NoOpinion;
   Endpoint leader_;
   bool moving_ = false;
+  std::string user_;
+  std::string password_;
   std::function<void()> changed_;
 };
 
@@ -226,6 +238,43 @@ TEST(DiscoveryService, FastRoundsWhileTheNamedPrimaryIsUnconfirmed) {
   EXPECT_NE(moving.current()->primaryProblem.find("is unhealthy"), std::string::npos)
       << moving.current()->primaryProblem;
   moving.stop();
+}
+
+// The snapshot's credentials replace the probe DSN's user and password, and a rotation is
+// followed: the next round logs in with the new password. Without credentials the DSN's own are
+// used again (and here rejected).
+TEST(DiscoveryService, ProbesWithTheSnapshotsCredentialsAndFollowsRotation) {
+  FakePostgres server("first");
+  ASSERT_TRUE(server.ok());
+  Endpoint node{"127.0.0.1", server.port()};
+  auto source = std::make_unique<FakeSource>(std::vector<Endpoint>{node});
+  FakeSource& fake = *source;
+  fake.credentials("app", "first");
+  DiscoveryOptions options = fastOptions(std::chrono::hours(1));
+  options.probeDsn = "dbname=postgres user=nobody password=dsn-password";
+  options.probeTimeout = milliseconds(3000);
+  DiscoveryService service(std::move(source), options);
+  using Login = FakePostgres::Login;
+
+  service.probeOnce();
+  ASSERT_NE(service.current()->primaryNode(), nullptr) << service.current()->nodes[0].lastError;
+  EXPECT_EQ(server.logins(), (std::vector<Login>{{"app", "first"}}));
+
+  server.setPassword("second");  // ALTER ROLE app PASSWORD 'second', then the Secret changes
+  fake.credentials("app", "second");
+  service.probeOnce();
+  ASSERT_NE(service.current()->primaryNode(), nullptr) << service.current()->nodes[0].lastError;
+  EXPECT_EQ(server.logins(), (std::vector<Login>{{"app", "first"}, {"app", "second"}}));
+  service.probeOnce();  // the new session is kept
+  EXPECT_EQ(server.logins().size(), 2u);
+
+  fake.credentials("", "");
+  service.probeOnce();
+  EXPECT_EQ(server.logins().back(), (Login{"nobody", "dsn-password"}));
+  EXPECT_EQ(service.current()->primaryNode(), nullptr);
+  EXPECT_NE(service.current()->nodes[0].lastError.find("password authentication failed"),
+            std::string::npos)
+      << service.current()->nodes[0].lastError;
 }
 
 }  // namespace

@@ -275,6 +275,111 @@ TEST(K8sSource, KeepsTheEmptyViewUntilEveryInformerHasListed) {
   source->stop();
 }
 
+// With probe_from_secret, the CNPG source also watches the <c>-app Secret by name: its user and
+// password are in the snapshot, and a rotated password (a MODIFIED event) changes the snapshot.
+TEST(K8sSource, CnpgReadsAndFollowsTheAppSecret) {
+  std::atomic<bool> rotate{false};
+  json secret = json::parse(readFixture("cnpg-secret-app.json"));
+  json rotated = secret;
+  rotated["metadata"]["resourceVersion"] = "41900";
+  rotated["data"]["password"] = "bmV3LXBhc3N3b3Jk";  // "new-password"
+  std::string event = json{{"type", "MODIFIED"}, {"object", rotated}}.dump() + "\n";
+  FakeApiServer server([&](const Seen& seen) {
+    if (seen.path == "/api/v1/namespaces/db/secrets") {
+      EXPECT_EQ(seen.params.at("fieldSelector"), "metadata.name=pg-main-app");
+      if (!seen.watch()) return Reply{200, oneItemList("SecretList", secret)};
+      Reply reply = idleWatch();
+      reply.steps = {{[&] { return rotate.load(); }, event}};
+      return reply;
+    }
+    if (seen.watch()) return idleWatch();
+    if (seen.path == "/apis/postgresql.cnpg.io/v1/namespaces/db/clusters") {
+      return Reply{200, readFixture("cnpg-clusters-list.json")};
+    }
+    if (seen.path == "/api/v1/namespaces/db/pods") {
+      return Reply{200, readFixture("cnpg-pods-list.json")};
+    }
+    return notFound();
+  });
+  TempDir dir;
+  KubernetesOptions options;
+  options.cluster = "pg-main";
+  options.kubeconfig = writeKubeConfig(dir, server);
+  options.probeFromSecret = true;
+  std::unique_ptr<Source> source = makeKubernetesSource(options);
+  ChangeLog changes;
+  source->start(changes.callback(source.get()));
+  ASSERT_TRUE(eventually([&] { return source->snapshot().probeUser == "app"; }));
+  EXPECT_TRUE(source->stats().synced);
+  EXPECT_EQ(source->snapshot().probePassword, "Zx8qT2mVn4LpR7sWc1Yd9HkE3uJb6GfA");
+  EXPECT_EQ(source->snapshot().leaderName, "pg-main-1");
+  std::size_t calls = changes.size();
+
+  rotate = true;
+  ASSERT_TRUE(eventually([&] { return source->snapshot().probePassword == "new-password"; }));
+  EXPECT_EQ(source->snapshot().probeUser, "app");
+  EXPECT_GT(changes.size(), calls);  // the discovery thread is woken for the new password
+  EXPECT_EQ(server.seen(false).size(), 3u);
+  source->stop();
+}
+
+// A Secret that RBAC hides (403) does not keep the Zalando source unsynced: the view comes
+// without credentials, the refusal is counted, and the list is retried in the background until it
+// succeeds, when the credentials arrive. The Secret is the postgres user's by default.
+TEST(K8sSource, ForbiddenSecretLeavesTheProbeDsnsCredentials) {
+  std::atomic<bool> allowed{false};
+  json configMap = json::parse(readFixture("patroni-k8s-leader-configmap.json"));
+  configMap["metadata"]["annotations"]["renewTime"] = isoTime(std::chrono::system_clock::now());
+  json secret = json::parse(readFixture("zalando-secret-user.json"));
+  secret["metadata"]["name"] = "postgres.acid-main.credentials.postgresql.acid.zalan.do";
+  FakeApiServer server([&](const Seen& seen) {
+    if (seen.path == "/api/v1/namespaces/db/secrets") {
+      EXPECT_EQ(seen.params.at("fieldSelector"),
+                "metadata.name=postgres.acid-main.credentials.postgresql.acid.zalan.do");
+      if (!allowed) {
+        return Reply{403, R"({"kind":"Status","code":403,"reason":"Forbidden","message":"no"})"};
+      }
+      if (!seen.watch()) return Reply{200, oneItemList("SecretList", secret)};
+    }
+    if (seen.watch()) return idleWatch();
+    if (seen.path == "/api/v1/namespaces/db/configmaps") {
+      return Reply{200, oneItemList("ConfigMapList", configMap)};
+    }
+    if (seen.path == "/api/v1/namespaces/db/endpoints")
+      return Reply{200, oneItemList("EndpointsList",
+                                    json::parse(readFixture("patroni-k8s-leader-endpoints.json")))};
+    if (seen.path == "/api/v1/namespaces/db/pods") {
+      return Reply{200, readFixture("zalando-pods-list.json")};
+    }
+    return Reply{200, readFixture("zalando-postgresqls-list.json")};
+  });
+  TempDir dir;
+  KubernetesOptions options;
+  options.op = KubernetesOptions::Operator::Zalando;
+  options.cluster = "acid-main";
+  options.kubeconfig = writeKubeConfig(dir, server);
+  options.probeFromSecret = true;
+  options.backoffInitial = milliseconds(20);
+  options.backoffMax = milliseconds(100);
+  std::unique_ptr<Source> source = makeKubernetesSource(options);
+  ChangeLog changes;
+  source->start(changes.callback(source.get()));
+  ASSERT_TRUE(eventually([&] { return source->stats().errors["403"] >= 2; }));
+  EXPECT_TRUE(source->stats().synced);
+  SourceSnapshot snapshot = source->snapshot();
+  EXPECT_EQ(snapshot.leaderName, "acid-main-0");
+  EXPECT_EQ(snapshot.candidates.size(), 3u);
+  EXPECT_EQ(snapshot.probeUser, "");
+  EXPECT_EQ(snapshot.probePassword, "");
+  EXPECT_GE(changes.size(), 1u);
+
+  allowed = true;
+  ASSERT_TRUE(eventually([&] { return source->snapshot().probeUser == "orders_app"; }));
+  EXPECT_EQ(source->snapshot().probePassword, "Qm9vN2tGd3lQZzN4UmVhbFNlY3JldA9x");
+  EXPECT_EQ(source->stats().relists, 0u);
+  source->stop();
+}
+
 // The ConfigMap wins when both objects name a leader; otherwise the one that names a leader;
 // otherwise whichever exists, the ConfigMap first.
 TEST(K8sSource, PicksTheZalandoLeaderObject) {

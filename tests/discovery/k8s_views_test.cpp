@@ -486,5 +486,108 @@ TEST(K8sViewZalando, TerminatingLeaderIsNotNamed) {
   EXPECT_EQ(view.snapshot.detail, "zalando db/acid-main: leader acid-main-0 (pod terminating)");
 }
 
+// ---- the probe's credentials Secret ----
+
+std::string base64(const std::string& text) {
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); i += 3) {
+    std::uint32_t n = static_cast<unsigned char>(text[i]) << 16;
+    if (i + 1 < text.size()) n |= static_cast<unsigned char>(text[i + 1]) << 8;
+    if (i + 2 < text.size()) n |= static_cast<unsigned char>(text[i + 2]);
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += i + 1 < text.size() ? kAlphabet[(n >> 6) & 63] : '=';
+    out += i + 2 < text.size() ? kAlphabet[n & 63] : '=';
+  }
+  return out;
+}
+
+// The Secret names follow the operators' templates: CNPG <c>-app; Zalando with _ written as -,
+// as in the fixture's name.
+TEST(K8sViewSecret, NamesFollowTheOperators) {
+  EXPECT_EQ(cnpgSecretName("pg-main"), "pg-main-app");
+  EXPECT_EQ(zalandoSecretName("orders_app", "acid-main"),
+            readJson("zalando-secret-user.json")["metadata"]["name"]);
+  EXPECT_EQ(zalandoSecretName("postgres", "acid-main"),
+            "postgres.acid-main.credentials.postgresql.acid.zalan.do");
+}
+
+// CNPG's basic-auth Secret and Zalando's Opaque one decode to their user and password.
+TEST(K8sViewSecret, DecodesTheFixtures) {
+  json cnpg = readJson("cnpg-secret-app.json");
+  SecretCredentials credentials = secretCredentials(&cnpg);
+  EXPECT_EQ(credentials.problem, "");
+  EXPECT_EQ(credentials.user, "app");
+  EXPECT_EQ(credentials.password, "Zx8qT2mVn4LpR7sWc1Yd9HkE3uJb6GfA");
+  json zalando = readJson("zalando-secret-user.json");
+  credentials = secretCredentials(&zalando);
+  EXPECT_EQ(credentials.problem, "");
+  EXPECT_EQ(credentials.user, "orders_app");
+  EXPECT_EQ(credentials.password, "Qm9vN2tGd3lQZzN4UmVhbFNlY3JldA9x");
+}
+
+// data.username wins over data.user; data.user alone (a user-supplied Secret) is used.
+TEST(K8sViewSecret, PrefersUsernameOverUser) {
+  json secret = readJson("cnpg-secret-app.json");
+  secret["data"]["user"] = base64("other");
+  EXPECT_EQ(secretCredentials(&secret).user, "app");
+  secret["data"].erase("username");
+  EXPECT_EQ(secretCredentials(&secret).user, "other");
+  secret["data"]["user"] = base64("o'neil\\x y");
+  EXPECT_EQ(secretCredentials(&secret).user, "o'neil\\x y");
+}
+
+// A missing Secret, key, or a value that is not base64 or empty gives no credentials at all,
+// with the reason.
+TEST(K8sViewSecret, UnreadableSecretGivesNoCredentials) {
+  EXPECT_EQ(secretCredentials(nullptr).problem, "not found (or not readable)");
+  json base = readJson("cnpg-secret-app.json");
+  json secret = base;
+  secret["data"].erase("password");
+  EXPECT_EQ(secretCredentials(&secret).problem, "has no data.password");
+  EXPECT_EQ(secretCredentials(&secret).user, "");
+  secret = base;
+  secret["data"]["password"] = "not*base64";
+  EXPECT_EQ(secretCredentials(&secret).problem, "has data.password that is not base64");
+  secret = base;
+  secret["data"]["username"] = "";
+  EXPECT_EQ(secretCredentials(&secret).problem, "has an empty data.username");
+  EXPECT_EQ(secretCredentials(&secret).password, "");
+  secret = base;
+  secret.erase("data");
+  EXPECT_EQ(secretCredentials(&secret).problem, "has no data.username");
+  secret = base;
+  secret["data"]["username"] = 42;
+  EXPECT_EQ(secretCredentials(&secret).problem, "has no data.username");
+}
+
+// The credentials go into the snapshot (so a rotation changes it), and the log line names the
+// user and the Secret's version, never the password.
+TEST(K8sViewSecret, FillsTheSnapshotAndSaysWhere) {
+  json secret = readJson("cnpg-secret-app.json");
+  View view = cnpgView(nullptr, ObjectMap{}, kPort);
+  SourceSnapshot without = view.snapshot;
+  applySecretCredentials(view, &secret, "db/pg-main-app");
+  EXPECT_EQ(view.snapshot.probeUser, "app");
+  EXPECT_EQ(view.snapshot.probePassword, "Zx8qT2mVn4LpR7sWc1Yd9HkE3uJb6GfA");
+  EXPECT_EQ(view.credentials,
+            "probe credentials from Secret db/pg-main-app (user app, resourceVersion 41850)");
+  EXPECT_FALSE(view.snapshot == without);
+
+  View rotated = cnpgView(nullptr, ObjectMap{}, kPort);
+  secret["data"]["password"] = base64("new secret");
+  applySecretCredentials(rotated, &secret, "db/pg-main-app");
+  EXPECT_EQ(rotated.snapshot.probePassword, "new secret");
+  EXPECT_FALSE(rotated.snapshot == view.snapshot);
+
+  View missing = cnpgView(nullptr, ObjectMap{}, kPort);
+  applySecretCredentials(missing, nullptr, "db/pg-main-app");
+  EXPECT_EQ(missing.snapshot, without);
+  EXPECT_EQ(missing.credentials,
+            "no probe credentials: Secret db/pg-main-app not found (or not readable); probing "
+            "with the probe DSN's own user and password");
+}
+
 }  // namespace
 }  // namespace pgkeel::discovery::k8s

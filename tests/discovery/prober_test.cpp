@@ -1,12 +1,15 @@
-// Tests for the libpq prober that need no PostgreSQL server (plus one that uses one if told where).
+// Tests for the libpq prober that need no PostgreSQL server (a fake one where a login is needed;
+// plus one that uses a real server if told where).
 #include "../../discovery/src/prober.h"  // private to the library; tests reach in on purpose
 
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 
 #include "discovery/discovery_service.h"
+#include "fake_postgres.h"
 #include "test_ports.h"
 
 namespace pgkeel::discovery {
@@ -15,6 +18,7 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 using testing::closedPort;
+using testing::FakePostgres;
 using testing::SilentServer;
 
 milliseconds since(steady_clock::time_point start) {
@@ -132,6 +136,83 @@ TEST(Prober, SmallerQueriesLeaveOutPrivilegedFunctions) {
     EXPECT_TRUE(contains(*query, "pg_is_in_recovery()"));
     EXPECT_TRUE(contains(*query, "pg_last_xact_replay_timestamp()"));
   }
+}
+
+// Conninfo values are single-quoted with backslash escapes for \ and '.
+TEST(Prober, QuotesConninfoValues) {
+  EXPECT_EQ(quoteConninfoValue("app"), "'app'");
+  EXPECT_EQ(quoteConninfoValue(""), "''");
+  EXPECT_EQ(quoteConninfoValue("a b=c"), "'a b=c'");
+  EXPECT_EQ(quoteConninfoValue("it's\\"), "'it\\'s\\\\'");
+}
+
+// The control plane's credentials replace the DSN's user and password and keep everything else;
+// with no user the DSN is returned as it is.
+TEST(Prober, CredentialsOverrideTheDsns) {
+  const std::string dsn = "dbname=postgres user=nobody password=wrong connect_timeout=2";
+  EXPECT_EQ(probeDsnWithCredentials(dsn, "", "ignored"), dsn);
+  std::string with = probeDsnWithCredentials(dsn, "app", "p'w\\d");
+  EXPECT_EQ(checkProbeDsn(with), "") << with;
+  EXPECT_TRUE(contains(with, "dbname='postgres'")) << with;
+  EXPECT_TRUE(contains(with, "connect_timeout='2'")) << with;
+  EXPECT_TRUE(contains(with, "user='app'")) << with;
+  EXPECT_TRUE(contains(with, "password='p\\'w\\\\d'")) << with;
+  EXPECT_FALSE(contains(with, "nobody")) << with;
+  EXPECT_FALSE(contains(with, "wrong")) << with;
+  // No password from the control plane: none from the DSN either (it belonged to another user).
+  std::string userOnly = probeDsnWithCredentials(dsn, "app", "");
+  EXPECT_TRUE(contains(userOnly, "user='app'")) << userOnly;
+  EXPECT_FALSE(contains(userOnly, "password")) << userOnly;
+  // A URI is rewritten as key=value settings.
+  std::string fromUri =
+      probeDsnWithCredentials("postgresql://x:y@localhost/postgres?sslmode=disable", "app", "pw");
+  EXPECT_EQ(checkProbeDsn(fromUri), "") << fromUri;
+  EXPECT_TRUE(contains(fromUri, "sslmode='disable'")) << fromUri;
+  EXPECT_TRUE(contains(fromUri, "dbname='postgres'")) << fromUri;
+  EXPECT_TRUE(contains(fromUri, "user='app' password='pw'")) << fromUri;
+  EXPECT_FALSE(contains(fromUri, "'x'")) << fromUri;
+  // An unparsable DSN stays unparsable, so the prober reports it.
+  EXPECT_NE(checkProbeDsn(probeDsnWithCredentials("bogus_option=1", "app", "pw")), "");
+}
+
+// The user and password (quotes and backslashes too) reach the server; a kept connection is
+// reused while the DSN stays, and a changed password closes it: the next probe logs in anew with
+// the new password although the old session would still have worked.
+TEST(Prober, ChangedCredentialsReconnectWithTheNewPassword) {
+  const std::string old_password = "old pa'ss\\word";
+  FakePostgres server(old_password);
+  ASSERT_TRUE(server.ok());
+  Endpoint node{"127.0.0.1", server.port()};
+  Prober prober(probeDsnWithCredentials("dbname=postgres", "app", old_password),
+                milliseconds(3000));
+  for (int round = 0; round < 2; ++round) {
+    std::vector<ProbeResult> results = prober.probeAll({{0, node}});
+    ASSERT_TRUE(results[0].ok) << results[0].error;
+    EXPECT_FALSE(results[0].inRecovery);
+    EXPECT_EQ(results[0].timeline, 1u);
+  }
+  using Login = FakePostgres::Login;
+  EXPECT_EQ(server.logins(), (std::vector<Login>{{"app", old_password}}));
+  EXPECT_EQ(prober.openConnections(), 1u);
+
+  server.setPassword("new");
+  prober.setOptions(probeDsnWithCredentials("dbname=postgres", "app", "new"), milliseconds(3000));
+  EXPECT_EQ(prober.openConnections(), 0u);
+  std::vector<ProbeResult> results = prober.probeAll({{0, node}});
+  ASSERT_TRUE(results[0].ok) << results[0].error;
+  EXPECT_EQ(server.logins(), (std::vector<Login>{{"app", old_password}, {"app", "new"}}));
+  auto deadline = steady_clock::now() + milliseconds(2000);  // the old session's end is async
+  while (server.openSessions() != 1 && steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  EXPECT_EQ(server.openSessions(), 1);
+
+  // A password the server does not take fails the probe with the server's reason.
+  prober.setOptions(probeDsnWithCredentials("dbname=postgres", "app", "stale"), milliseconds(3000));
+  results = prober.probeAll({{0, node}});
+  EXPECT_FALSE(results[0].ok);
+  EXPECT_TRUE(contains(results[0].error, "password authentication failed for user \"app\""))
+      << results[0].error;
 }
 
 // Against a real server (PGKEEL_TEST_PG_PORT on 127.0.0.1, PG* variables for the rest): a good

@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -31,6 +32,17 @@ struct DiscoveryOptions {
 
 // Empty when `dsn` is a valid libpq conninfo for DiscoveryOptions::probeDsn; else the problem.
 std::string checkProbeDsn(const std::string& dsn);
+
+// `value` as a libpq conninfo value: in single quotes, with `\` and `'` escaped by a backslash.
+std::string quoteConninfoValue(std::string_view value);
+
+// The probe DSN for a round whose snapshot carries credentials (SourceSnapshot::probeUser): `dsn`
+// with its user and password replaced by `user` and `password`, its other settings kept (written
+// as key='value' settings, a URI too). An empty `user` gives `dsn` itself, and an empty `password`
+// leaves none (libpq's PGPASSWORD or .pgpass may then supply it). An unparsable `dsn` comes back
+// with the two settings appended; the prober reports it as invalid.
+std::string probeDsnWithCredentials(const std::string& dsn, const std::string& user,
+                                    const std::string& password);
 
 inline constexpr std::chrono::seconds kFastProbeLimit{60};
 
@@ -67,7 +79,8 @@ class DiscoveryService {
  private:
   void run();
   void publish(RoutingTable table);
-  void applyOptions();
+  void applyOptions(const SourceSnapshot& snapshot);
+  void noteCredentials(const SourceSnapshot& snapshot);
   std::vector<std::pair<NodeId, Endpoint>> roundNodes(SourceSnapshot& snapshot, ControlView& view);
   bool wantsFastRounds(const SourceSnapshot& snapshot, const ControlView& view,
                        const RoutingTable& table);
@@ -81,11 +94,13 @@ class DiscoveryService {
   std::vector<Listener> listeners_;
   std::vector<Endpoint> ids_;  // index = NodeId
 
-  std::mutex roundMutex_;    // serialises rounds: probeOnce() may race the discovery thread
-  std::string lastProblem_;  // primaryProblem last logged; guarded by roundMutex_
+  std::mutex roundMutex_;        // serialises rounds: probeOnce() may race the discovery thread
+  std::string lastProblem_;      // primaryProblem last logged; guarded by roundMutex_
   SourceSnapshot lastSnapshot_;  // guarded by roundMutex_
+  std::string probeUser_;        // the control plane's credentials in use; guarded by roundMutex_
+  std::string probePassword_;
   std::chrono::steady_clock::time_point viewChangedAt_{};  // guarded by roundMutex_
-  std::mutex mutex_;         // guards options_, ids_, idsExhaustedLogged_, wake_, stopping_
+  std::mutex mutex_;  // guards options_, ids_, idsExhaustedLogged_, wake_, stopping_
   bool idsExhaustedLogged_ = false;
   std::condition_variable cv_;
   bool wake_ = false;

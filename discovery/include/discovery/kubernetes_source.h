@@ -23,6 +23,11 @@ struct KubernetesOptions {
   // Retries after failed requests: exponential from `backoffInitial`, with jitter, capped.
   std::chrono::milliseconds backoffInitial{200};
   std::chrono::milliseconds backoffMax{30000};
+  // The probe's user and password come from the operator's Secret, followed by a watch: CNPG
+  // <cluster>-app; Zalando <secretUser, _ as ->.<cluster>.credentials.postgresql.acid.zalan.do.
+  // A Secret that is missing or that RBAC hides leaves them empty (the probe DSN's own are used).
+  bool probeFromSecret = false;
+  std::string secretUser = "postgres";  // Zalando: whose credentials Secret
 };
 
 // Loads the configuration and builds the source; start() begins watching. Throws

@@ -40,6 +40,8 @@ struct SourceSnapshot {
   // probed primary): discovery re-probes every fast_probe_interval until the table agrees.
   bool moving = false;
   std::string detail;  // one line for logs and /status, e.g. "cnpg pg-main: pg-main-1 -> pending"
+  std::string probeUser;      // from the control plane (a Secret); empty: the probe DSN's own
+  std::string probePassword;  // never logged
   bool operator==(const SourceSnapshot&) const = default;
 };
 

@@ -192,6 +192,9 @@ Informer::Attempt Informer::list() {
     }
     if (response.status != 200 || !response.error.empty()) {
       bool noAnswer = !response.error.empty();
+      if (!noAnswer && options_.optional && (response.status == 403 || response.status == 404)) {
+        return refused(response);
+      }
       return failed(noAnswer ? 0 : response.status,
                     noAnswer ? response.error : bodyText(response.body), "list",
                     response.retryAfter);
@@ -230,9 +233,11 @@ void Informer::replace(ObjectMap fresh, const std::string& resourceVersion) {
     changes = diffObjects(cache_, fresh);
     cache_ = std::move(fresh);
     resourceVersion_ = resourceVersion;
-    first = !stats_.synced;
+    first = !listed_;
     if (!first) ++stats_.relists;
+    listed_ = true;
     stats_.synced = true;
+    refusals_ = 0;
   }
   if (first) {
     spdlog::info("kubernetes: {}: listed {} object(s) at resourceVersion {}", options_.name, size,
@@ -389,6 +394,29 @@ Informer::Attempt Informer::failed(int status, const std::string& message, const
   return {Outcome::Failed, retryAfter};
 }
 
+// An optional collection the server refuses (403, 404): synced with what the cache holds (nothing
+// before a first list) so that the source goes on; retried with backoff, logged once per streak.
+Informer::Attempt Informer::refused(const HttpResponse& response) {
+  bool first = false;
+  bool wasSynced = false;
+  {
+    std::lock_guard lock(mutex_);
+    first = refusals_++ == 0;
+    wasSynced = stats_.synced;
+    stats_.synced = true;
+  }
+  if (first) {
+    failed(response.status, bodyText(response.body), "list", response.retryAfter);
+    spdlog::warn("kubernetes: {}: going on without it; retrying in the background", options_.name);
+  } else {
+    count(errorKind(response.status));
+    spdlog::debug("kubernetes: {}: list still refused with HTTP {}", options_.name,
+                  response.status);
+  }
+  if (!wasSynced) onChange_({});
+  return {Outcome::Failed, response.retryAfter};
+}
+
 void Informer::count(const std::string& kind) {
   std::lock_guard lock(mutex_);
   ++stats_.errors[kind];
@@ -455,6 +483,12 @@ void InformerSource::refresh() {
   caches.reserve(informers_.size());
   for (const auto& informer : informers_) caches.push_back(informer->objects());
   View view = view_(caches, std::chrono::system_clock::now());
+  if (view.credentials != credentials_) {
+    credentials_ = view.credentials;
+    bool none = view.snapshot.probeUser.empty();
+    spdlog::log(none ? spdlog::level::warn : spdlog::level::info, "kubernetes: {}: {}", name_,
+                credentials_);
+  }
   bool moved = false;
   {
     std::lock_guard lock(mutex_);
@@ -496,6 +530,15 @@ InformerOptions baseInformerOptions(const KubernetesOptions& options, const std:
   base.watchTimeoutMax = options.watchTimeout * 2;
   base.backoff = BackoffPolicy{options.backoffInitial, options.backoffMax};
   return base;
+}
+
+InformerOptions secretInformerOptions(const KubernetesOptions& options, const std::string& label,
+                                      const std::string& ns, const std::string& secret) {
+  InformerOptions secrets = baseInformerOptions(options, label + " secret " + secret);
+  secrets.collection = Collection{"", "v1", "secrets", ns};
+  secrets.selectors.field = "metadata.name=" + secret;
+  secrets.optional = true;
+  return secrets;
 }
 
 }  // namespace pgkeel::discovery::k8s

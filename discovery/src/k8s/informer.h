@@ -54,6 +54,10 @@ struct InformerOptions {
   // A watch that ends sooner than this having delivered nothing counts as a failure (backoff).
   std::chrono::milliseconds minQuietWatch{1000};
   BackoffPolicy backoff;
+  // Optional collections (the probe's credentials Secret) must not hold the source back: a list
+  // refused with 403 (RBAC) or 404 counts as listed with nothing, so the informer is synced; it
+  // keeps retrying with backoff, and logs the refusal once until a list succeeds.
+  bool optional = false;
 };
 
 // One watched collection: a cache by metadata.name kept by a thread of its own.
@@ -94,6 +98,7 @@ class Informer {
   void upsert(nlohmann::json object, bool remove);
   Attempt failed(int status, const std::string& message, const char* verb,
                  std::optional<std::chrono::seconds> retryAfter);
+  Attempt refused(const HttpResponse& response);
   void count(const std::string& kind);
   bool sleepFor(std::chrono::milliseconds delay);  // false when stopping
   bool stopping() const { return stopping_.load(); }
@@ -108,6 +113,9 @@ class Informer {
   ObjectMap cache_;
   std::string resourceVersion_;
   SourceStats stats_;
+  bool listed_ =
+      false;          // a list has succeeded (stats_.synced is also set by a refused optional list)
+  int refusals_ = 0;  // optional informer: refused lists since the last successful one
   std::condition_variable wake_;
 
   std::atomic<bool> stopping_{false};
@@ -117,7 +125,8 @@ class Informer {
 
 // A Source fed by informers: `view` of their caches, recomputed after every change and at the
 // view's recheckAt once every informer has listed (until then the view of empty caches);
-// `changed` is called only when the snapshot moves.
+// `changed` is called only when the snapshot moves. An optional informer refused by the server
+// counts as listed (empty). View::credentials is logged when it changes.
 class InformerSource : public Source {
  public:
   using ViewFn = std::function<View(const std::vector<ObjectMap>& caches,
@@ -145,6 +154,7 @@ class InformerSource : public Source {
   std::mutex refreshMutex_;   // one refresh at a time, so an older view never replaces a newer one
   mutable std::mutex mutex_;  // guards snapshot_, recheckAt_, stopping_
   SourceSnapshot snapshot_;
+  std::string credentials_;  // the last View::credentials logged; guarded by refreshMutex_
   std::optional<std::chrono::system_clock::time_point> recheckAt_;
   bool stopping_ = false;
   std::condition_variable timerWake_;
@@ -162,5 +172,9 @@ const nlohmann::json* pickLeaderObject(const nlohmann::json* configMap,
                                        const nlohmann::json* endpoints);
 // Informer settings shared by both sources: timeouts and backoff from `options`.
 InformerOptions baseInformerOptions(const KubernetesOptions& options, const std::string& name);
+// The optional informer on one Secret by name (fieldSelector metadata.name=<secret>, which a
+// Role's resourceNames can grant alone); `label` prefixes its log name.
+InformerOptions secretInformerOptions(const KubernetesOptions& options, const std::string& label,
+                                      const std::string& ns, const std::string& secret);
 
 }  // namespace pgkeel::discovery::k8s

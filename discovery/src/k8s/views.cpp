@@ -1,9 +1,12 @@
 // CloudNativePG and Zalando views: cached Kubernetes objects to a SourceSnapshot, without I/O.
 #include "k8s/views.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <string_view>
+
+#include "k8s/kube_config.h"
 
 namespace pgkeel::discovery::k8s {
 namespace {
@@ -305,7 +308,66 @@ void zalandoDecide(View& view, const ObjectMap& pods, const json& leader,
   snapshot.detail = prefix + ": leader " + holder + why;
 }
 
+// ---- Secrets ----
+
+// The decoded data[key]; "" and `problem` set when it is absent, not base64 or empty.
+std::string secretValue(const json& data, const char* key, std::string* problem) {
+  const json* value = field(data, key);
+  std::string decoded;
+  if (value == nullptr || !value->is_string()) {
+    *problem = std::string("has no data.") + key;
+  } else if (!decodeBase64(value->get<std::string>(), &decoded)) {
+    *problem = std::string("has data.") + key + " that is not base64";
+  } else if (decoded.empty()) {
+    *problem = std::string("has an empty data.") + key;
+  }
+  return problem->empty() ? decoded : std::string();
+}
+
 }  // namespace
+
+std::string cnpgSecretName(const std::string& cluster) {
+  return cluster + "-app";
+}
+
+std::string zalandoSecretName(const std::string& user, const std::string& cluster) {
+  std::string name = user;
+  std::replace(name.begin(), name.end(), '_', '-');
+  return name + "." + cluster + ".credentials.postgresql.acid.zalan.do";
+}
+
+SecretCredentials secretCredentials(const json* secret) {
+  SecretCredentials credentials;
+  if (secret == nullptr) {
+    credentials.problem = "not found (or not readable)";
+    return credentials;
+  }
+  const json& data = child(*secret, "data");
+  // CNPG writes both `username` and `user`; a user-supplied basic-auth Secret may have only one.
+  const char* userKey =
+      field(data, "username") != nullptr || field(data, "user") == nullptr ? "username" : "user";
+  std::string user = secretValue(data, userKey, &credentials.problem);
+  if (!credentials.problem.empty()) return credentials;
+  std::string password = secretValue(data, "password", &credentials.problem);
+  if (!credentials.problem.empty()) return credentials;
+  credentials.user = std::move(user);
+  credentials.password = std::move(password);
+  return credentials;
+}
+
+void applySecretCredentials(View& view, const json* secret, const std::string& secretName) {
+  SecretCredentials credentials = secretCredentials(secret);
+  if (!credentials.problem.empty()) {
+    view.credentials = "no probe credentials: Secret " + secretName + " " + credentials.problem +
+                       "; probing with the probe DSN's own user and password";
+    return;
+  }
+  std::string version = text(child(*secret, "metadata"), "resourceVersion");
+  view.credentials = "probe credentials from Secret " + secretName + " (user " + credentials.user +
+                     (version.empty() ? std::string() : ", resourceVersion " + version) + ")";
+  view.snapshot.probeUser = std::move(credentials.user);
+  view.snapshot.probePassword = std::move(credentials.password);
+}
 
 View cnpgView(const json* cluster, const ObjectMap& pods, std::uint16_t port) {
   View view;

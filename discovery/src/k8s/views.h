@@ -1,4 +1,5 @@
-// Pure decisions from cached Kubernetes objects to a SourceSnapshot: CloudNativePG and Zalando.
+// Pure decisions from cached Kubernetes objects to a SourceSnapshot: CloudNativePG, Zalando and
+// the probe credentials in their Secrets.
 // No I/O: the sources (cnpg_source.cpp, zalando_source.cpp) feed these from their informers, and
 // the unit tests feed them from ../shared/fixtures/k8s.
 #pragma once
@@ -23,6 +24,9 @@ struct View {
   // When the view changes with time alone (a Patroni leader lease running out): the source wakes
   // discovery at this instant even if no event arrives.
   std::optional<std::chrono::system_clock::time_point> recheckAt;
+  // Where the snapshot's probe credentials come from, or why there are none; empty when the source
+  // reads no Secret. Logged when it changes; names the user, never the password.
+  std::string credentials;
 };
 
 // CloudNativePG: `cluster` is the Cluster object (nullptr while unknown or deleted); `pods` the
@@ -46,5 +50,26 @@ View cnpgView(const nlohmann::json* cluster, const ObjectMap& pods, std::uint16_
 // state is running; none when they disagree.
 View zalandoView(const ObjectMap& pods, const nlohmann::json* leader,
                  std::chrono::system_clock::time_point now, std::uint16_t port);
+
+// The Secrets holding the probe's credentials: CNPG's application user `<cluster>-app`; Zalando's
+// secret_name_template default `<user>.<cluster>.credentials.postgresql.acid.zalan.do`, with `_` in
+// the user name written as `-`.
+std::string cnpgSecretName(const std::string& cluster);
+std::string zalandoSecretName(const std::string& user, const std::string& cluster);
+
+struct SecretCredentials {
+  std::string user;
+  std::string password;
+  std::string problem;  // why there are none, e.g. "not found"; empty when both are set
+};
+
+// The base64 data.username (else data.user, which CNPG also writes) and data.password of a Secret
+// (nullptr: not found). Both must decode to non-empty text, or neither is used.
+SecretCredentials secretCredentials(const nlohmann::json* secret);
+
+// Puts the Secret's credentials into view.snapshot (or leaves them empty) and says so in
+// view.credentials; `secretName` is "namespace/name" for that line.
+void applySecretCredentials(View& view, const nlohmann::json* secret,
+                            const std::string& secretName);
 
 }  // namespace pgkeel::discovery::k8s

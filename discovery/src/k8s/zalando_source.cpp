@@ -1,5 +1,6 @@
-// The Zalando source: informers on the postgresql, its Spilo pods and the Patroni leader object
-// (ConfigMap <c>-leader or Endpoints <c>), viewed by zalandoView.
+// The Zalando source: informers on the postgresql, its Spilo pods, the Patroni leader object
+// (ConfigMap <c>-leader or Endpoints <c>) and optionally the probe user's credentials Secret,
+// viewed by zalandoView.
 #include <memory>
 #include <string>
 #include <utility>
@@ -11,7 +12,7 @@
 namespace pgkeel::discovery::k8s {
 namespace {
 
-enum Cache { kPostgresqls, kPods, kLeaderConfigMaps, kLeaderEndpoints };
+enum Cache { kPostgresqls, kPods, kLeaderConfigMaps, kLeaderEndpoints, kSecrets };
 
 const nlohmann::json* findObject(const ObjectMap& objects, const std::string& name) {
   auto it = objects.find(name);
@@ -62,13 +63,21 @@ std::unique_ptr<Source> makeZalandoSource(const KubernetesOptions& options,
   informers[kLeaderEndpoints].collection = Collection{"", "v1", "endpoints", ns};
   informers[kLeaderEndpoints].selectors.field = "metadata.name=" + cluster;
 
+  std::string secret =
+      options.probeFromSecret ? zalandoSecretName(options.secretUser, cluster) : "";
+  if (!secret.empty()) informers.push_back(secretInformerOptions(options, label, ns, secret));
+
   std::uint16_t port = options.port;
-  auto view = [cluster, configMapName, port](const std::vector<ObjectMap>& caches,
-                                             std::chrono::system_clock::time_point now) {
+  auto view = [cluster, configMapName, port, secret, ns](
+                  const std::vector<ObjectMap>& caches, std::chrono::system_clock::time_point now) {
     const nlohmann::json* leader =
         pickLeaderObject(findObject(caches[kLeaderConfigMaps], configMapName),
                          findObject(caches[kLeaderEndpoints], cluster));
-    return zalandoView(caches[kPods], leader, now, port);
+    View view = zalandoView(caches[kPods], leader, now, port);
+    if (!secret.empty()) {
+      applySecretCredentials(view, findObject(caches[kSecrets], secret), ns + "/" + secret);
+    }
+    return view;
   };
   return std::make_unique<InformerSource>("zalando", std::move(api), std::move(informers),
                                           std::move(view));
