@@ -104,6 +104,24 @@ void DiscoveryService::probeOnce() {
   applyOptions(snapshot);
   ControlView view;
   std::vector<ProbeResult> results = prober_->probeAll(roundNodes(snapshot, view));
+  // The round took time (up to probe_timeout): a primary the control plane gave up meanwhile
+  // must not be published, so the election uses the opinion as it is now.
+  SourceSnapshot now = source_->snapshot();
+  if (now.opinion != snapshot.opinion || !(now.leader == snapshot.leader)) {
+    view.opinion = now.opinion;
+    view.detail = now.detail;
+    view.leaderName = now.leaderName.empty() ? now.leader.str() : now.leaderName;
+    view.leader.reset();
+    if (now.opinion == LeaderOpinion::Named) {
+      NodeId id = idFor(now.leader);
+      if (id < kMaxNodes) view.leader = id;
+    }
+    snapshot.opinion = now.opinion;
+    snapshot.leader = now.leader;
+    snapshot.leaderName = now.leaderName;
+    snapshot.moving = now.moving;
+    snapshot.detail = now.detail;
+  }
   RoutingTable table = builder_.apply(*handle_.load(), results, view);
   bool fast = wantsFastRounds(snapshot, view, table);
   publish(std::move(table));
@@ -117,20 +135,23 @@ void DiscoveryService::probeOnce() {
 bool DiscoveryService::wantsFastRounds(const SourceSnapshot& snapshot, const ControlView& view,
                                        const RoutingTable& table) {
   auto now = std::chrono::steady_clock::now();
-  if (!(snapshot == lastSnapshot_)) {
-    if (snapshot.detail != lastSnapshot_.detail && !snapshot.detail.empty()) {
-      spdlog::info("discovery: {}", snapshot.detail);
-    }
-    lastSnapshot_ = snapshot;
+  // The window restarts when the control plane's word on the primary changes, not on candidate
+  // churn or a credentials rotation.
+  if (snapshot.opinion != lastSnapshot_.opinion || !(snapshot.leader == lastSnapshot_.leader) ||
+      snapshot.moving != lastSnapshot_.moving) {
     viewChangedAt_ = now;
   }
+  if (snapshot.detail != lastSnapshot_.detail && !snapshot.detail.empty()) {
+    spdlog::info("discovery: {}", snapshot.detail);
+  }
+  lastSnapshot_ = snapshot;
   if (now - viewChangedAt_ > kFastProbeLimit) return false;
   const NodeState* primary = table.primaryNode();
   switch (view.opinion) {
     case LeaderOpinion::NoOpinion:
       return snapshot.moving;
     case LeaderOpinion::Nobody:
-      return true;
+      return snapshot.moving;  // a failover under way; a standby cluster's "nobody" is for good
     case LeaderOpinion::Named:
       return snapshot.moving ? primary == nullptr || primary->id != view.leader
                              : primary == nullptr;

@@ -204,13 +204,14 @@ struct App::Impl {
   bool listen(const std::string& address, ListenerRole role);
   struct MovedListener {
     ListenerRole role;
-    std::string address;         // empty: switched off
+    std::string address;        // empty: switched off
     std::vector<core::Fd> fds;  // one per worker, bound and listening
   };
   std::vector<MovedListener> openMovedListeners(const config::Options& next,
                                                 std::vector<std::string>& errors);
   void moveListeners(std::vector<MovedListener> moved);
   std::vector<std::string> onReload();
+  void keepRestartOnlyKeys(config::LoadResult& result);
   void waitDrainDelay(const sigset_t& signals);
   void drainAndStop();
   std::size_t activeSessions() const;
@@ -296,6 +297,8 @@ bool App::Impl::listen(const std::string& address, ListenerRole role) {
   if (address.empty()) return true;
   std::string error;
   auto parsed = core::parseListenAddress(address, &error);
+  if (parsed) error = core::checkAddressFree(*parsed);
+  if (!error.empty()) parsed.reset();
   for (auto& manager : managers) {
     core::Fd fd = parsed ? core::listenOn(*parsed, 4096, &error) : core::Fd();
     if (!fd) {
@@ -431,9 +434,17 @@ std::vector<App::Impl::MovedListener> App::Impl::openMovedListeners(
                        ": not moved while shutting down");
       continue;
     }
+    const std::string& other = primary ? options.listenReplica : options.listenPrimary;
+    if (!after.empty() && after == other) {
+      errors.push_back("listen_" + std::string(router::toString(role)) + ": " + after +
+                       " is where the other listener runs now; move one at a time");
+      continue;
+    }
     MovedListener listener{role, after, {}};
     std::string error;
     auto parsed = after.empty() ? std::nullopt : core::parseListenAddress(after, &error);
+    if (parsed) error = core::checkAddressFree(*parsed);
+    if (!error.empty()) parsed.reset();
     for (std::size_t i = 0; !after.empty() && i < managers.size(); ++i) {
       core::Fd fd = parsed ? core::listenOn(*parsed, 4096, &error) : core::Fd();
       if (!fd) {
@@ -468,18 +479,28 @@ void App::Impl::moveListeners(std::vector<MovedListener> moved) {
 // SIGHUP: re-read everything; a bad file keeps the running configuration. Listener addresses move
 // (new socket first); the worker count, admin_listen and the source kind apply at the next start.
 // SIGHUP (main thread) and POST /reload (admin thread) both land here, one at a time.
+// Keys a running process cannot change keep their running values (and say so), and the settings
+// are checked again as the process will run them: a file that switches `source` away from static
+// must not leave the running static source with an empty candidate list.
+void App::Impl::keepRestartOnlyKeys(config::LoadResult& result) {
+  for (const std::string& name : config::changedKeys(options, result.options)) {
+    if (!restartOnlyKey(name)) continue;
+    const config::Key* key = config::findKey(name);
+    spdlog::warn("reload: {} changed to '{}'; it applies at the next start (still '{}')", name,
+                 key->get(result.options), key->get(options));
+    key->set(result.options, key->get(options));
+  }
+  for (std::string& problem : config::missingForSource(result.options))
+    result.errors.push_back(problem);
+}
+
 std::vector<std::string> App::Impl::onReload() {
   std::lock_guard lock(reloadMutex);
   auto result = reload();
   std::string error;
   auto list = result.ok() ? endpoints(result.options, &error) : std::vector<discovery::Endpoint>{};
   if (!error.empty()) result.errors.push_back("candidates: " + error);
-  if (result.ok()) {
-    for (const std::string& key : config::changedKeys(options, result.options)) {
-      if (restartOnlyKey(key))
-        spdlog::warn("reload: {} changed; it applies at the next start", key);
-    }
-  }
+  if (result.ok()) keepRestartOnlyKeys(result);
   std::vector<MovedListener> moved;
   if (result.ok()) moved = openMovedListeners(result.options, result.errors);
   if (!result.ok()) {

@@ -84,6 +84,14 @@ std::optional<SocketAddress> parseListenAddress(const std::string& text, std::st
   return resolve(host, static_cast<std::uint16_t>(value), error);
 }
 
+std::string checkAddressFree(const SocketAddress& address) {
+  Fd fd(::socket(address.storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (fd && setInt(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1) &&
+      ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&address.storage), address.length) == 0)
+    return "";
+  return "cannot listen on " + address.str() + ": " + std::strerror(errno);
+}
+
 Fd listenOn(const SocketAddress& address, int backlog, std::string* error) {
   Fd fd(::socket(address.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (fd && setInt(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1) &&

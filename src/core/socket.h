@@ -26,6 +26,10 @@ std::optional<SocketAddress> resolve(const std::string& host, std::uint16_t port
 // Parses "ADDR:PORT" / "[v6]:PORT" with numeric or named ADDR ("*" and "" mean any).
 std::optional<SocketAddress> parseListenAddress(const std::string& text, std::string* error);
 
+// Empty when nothing listens on `address` now; else why. SO_REUSEPORT would let a second process
+// of the same user share a port silently, so this binds a plain socket to find out first.
+std::string checkAddressFree(const SocketAddress& address);
+
 // A non-blocking listening socket with SO_REUSEADDR and SO_REUSEPORT (one per worker).
 Fd listenOn(const SocketAddress& address, int backlog, std::string* error);
 

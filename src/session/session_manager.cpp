@@ -25,6 +25,7 @@ void SessionManager::addListener(core::Fd listener, router::ListenerRole role) {
 }
 
 void SessionManager::stopAccepting() {
+  accepting_ = false;
   // The current epoll batch may still name an acceptor: close now, destroy after the batch.
   for (auto& acceptor : acceptors_) acceptor->close();
   loop_.defer([old = std::make_shared<decltype(acceptors_)>(std::move(acceptors_))] {});
@@ -41,7 +42,8 @@ void SessionManager::replaceListener(core::Fd listener, router::ListenerRole rol
       ++it;
     }
   }
-  if (listener) addListener(std::move(listener), role);
+  // After stopAccepting (shutdown) a late reload only closes the old sockets.
+  if (listener && accepting_) addListener(std::move(listener), role);
   for (auto& acceptor : old) acceptor->drainAndClose();
   loop_.defer([old = std::make_shared<decltype(old)>(std::move(old))] {});
 }

@@ -129,6 +129,7 @@ class SessionManager {
   core::PipeCache pipes_;
   WorkerCounters counters_;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  bool accepting_ = true;  // false once stopAccepting ran (shutdown)
   std::unordered_map<Session*, std::unique_ptr<Session>> sessions_;
   std::unordered_map<CancelForwarder*, std::unique_ptr<CancelForwarder>> cancels_;
   std::atomic<std::size_t> count_{0};

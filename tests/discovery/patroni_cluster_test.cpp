@@ -346,8 +346,8 @@ TEST(PatroniLeaderKey, StaleClusterAnswerIsOverruled) {
 TEST(PatroniLeaderKey, NoAnswerFollowsTheKeyElseTheProbe) {
   ClusterTracker tracker;
   ClusterAnswer answer = parseOrFail(readFixture("patroni-cluster-async.json"));
-  const std::string leader = answer.members[0].role == "leader" ? answer.members[0].name
-                                                                 : answer.members[1].name;
+  const std::string leader =
+      answer.members[0].role == "leader" ? answer.members[0].name : answer.members[1].name;
   tracker.onAnswer(answer);
   tracker.onNoAnswer(NoAnswer::Unreachable);
   EXPECT_EQ(tracker.snapshot().opinion, LeaderOpinion::NoOpinion);

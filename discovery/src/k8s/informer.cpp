@@ -93,10 +93,15 @@ void Informer::start() {
   });
 }
 
-void Informer::stop() {
+void Informer::requestStop() {
   stopping_ = true;
   { std::lock_guard lock(mutex_); }
   wake_.notify_all();
+  session_.abort();
+}
+
+void Informer::stop() {
+  requestStop();
   if (!thread_.joinable()) return;
   // The thread may be about to send a request: keep aborting until it has left.
   while (!exited_) {
@@ -257,15 +262,19 @@ Informer::Attempt Informer::watch() {
   WatchStreamParser parser;
   Attempt result;
   bool progress = false;
+  Clock::time_point start = Clock::now();
+  Clock::time_point lastProgress = start;
   auto handler = [&](WatchEvent&& event) {
     progress = true;
+    lastProgress = Clock::now();
     return apply(std::move(event), &result);
   };
-  Clock::time_point start = Clock::now();
+  auto readTimeout = std::min<std::chrono::milliseconds>(
+      seconds(timeoutSeconds) + options_.watchReadSlack, options_.watchIdleTimeout);
   HttpResponse response = session_.stream(
       options_.collection.path() +
           watchQuery(options_.selectors, from, static_cast<int>(timeoutSeconds)),
-      seconds(timeoutSeconds) + options_.watchReadSlack,
+      readTimeout,
       [&](std::string_view data) { return !stopping() && parser.feed(data, handler); });
   if (stopping()) return {Outcome::Stopped};
   if (response.status != 200) {
@@ -296,6 +305,12 @@ Informer::Attempt Informer::watch() {
     return {Outcome::Gone};
   }
   if (!response.error.empty()) {
+    if (Clock::now() - lastProgress >= readTimeout - std::chrono::seconds(1)) {
+      spdlog::debug("kubernetes: {}: watch quiet for {} s; resuming from resourceVersion {}",
+                    options_.name, std::chrono::duration_cast<seconds>(readTimeout).count(),
+                    resourceVersion());
+      return {Outcome::Ok};
+    }
     count("network");
     spdlog::info("kubernetes: {}: watch dropped ({}); resuming from resourceVersion {}",
                  options_.name, response.error, resourceVersion());
@@ -454,6 +469,8 @@ void InformerSource::stop() {
     stopping_ = true;
   }
   timerWake_.notify_all();
+  // All at once: each may be stuck in a connect to an unreachable API server.
+  for (auto& informer : informers_) informer->requestStop();
   for (auto& informer : informers_) informer->stop();
   if (timer_.joinable()) timer_.join();
 }
@@ -497,10 +514,7 @@ void InformerSource::refresh() {
     recheckAt_ = view.recheckAt;
   }
   timerWake_.notify_all();
-  if (moved) {
-    spdlog::info("kubernetes: {}", snapshot().detail);
-    if (changed_) changed_();
-  }
+  if (moved && changed_) changed_();  // discovery logs the new detail
 }
 
 void InformerSource::runTimer() {

@@ -49,8 +49,12 @@ struct InformerOptions {
   // Each watch asks for timeoutSeconds picked at random in [min, max].
   std::chrono::seconds watchTimeoutMin{300};
   std::chrono::seconds watchTimeoutMax{600};
-  // A watch's read timeout is its timeoutSeconds plus this (a silent, half-dead connection).
+  // A watch's read timeout is its timeoutSeconds plus this, and at most watchIdleTimeout: a
+  // silent, half-dead connection (a NAT or load balancer that dropped it) is noticed within
+  // watchIdleTimeout, and re-watching from the last resourceVersion is cheap. API servers send a
+  // bookmark about once a minute.
   std::chrono::milliseconds watchReadSlack{30000};
+  std::chrono::milliseconds watchIdleTimeout{90000};
   // A watch that ends sooner than this having delivered nothing counts as a failure (backoff).
   std::chrono::milliseconds minQuietWatch{1000};
   BackoffPolicy backoff;
@@ -74,6 +78,8 @@ class Informer {
 
   void start();
   // Returns promptly, also while a watch is idle: the request in flight is aborted.
+  // Tells the thread to stop and aborts its request; stop() then waits for it.
+  void requestStop();
   void stop();
 
   bool synced() const;

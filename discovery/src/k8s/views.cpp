@@ -214,6 +214,26 @@ std::optional<system_clock::time_point> parseIsoTime(std::string_view text) {
   return std::chrono::time_point_cast<system_clock::duration>(local - offset);
 }
 
+}  // namespace
+
+std::string formatIsoTime(system_clock::time_point at) {
+  auto micros = std::chrono::floor<std::chrono::microseconds>(at);
+  auto seconds = std::chrono::floor<std::chrono::seconds>(micros);
+  auto days = std::chrono::floor<std::chrono::days>(seconds);
+  std::chrono::hh_mm_ss clock{seconds - days};
+  std::chrono::year_month_day date{days};
+  char buffer[96];
+  std::snprintf(buffer, sizeof(buffer), "%04d-%02u-%02uT%02ld:%02ld:%02lld.%06lld+00:00",
+                static_cast<int>(date.year()), static_cast<unsigned>(date.month()),
+                static_cast<unsigned>(date.day()), static_cast<long>(clock.hours().count()),
+                static_cast<long>(clock.minutes().count()),
+                static_cast<long long>(clock.seconds().count()),
+                static_cast<long long>((micros - seconds).count()));
+  return buffer;
+}
+
+namespace {
+
 // The ttl annotation: seconds as a decimal string ("30"); empty on anything else.
 std::optional<std::chrono::microseconds> parseTtl(const std::string& text) {
   double seconds = 0;

@@ -29,6 +29,9 @@ struct View {
   std::string credentials;
 };
 
+// Python isoformat with microseconds and +00:00, as Patroni writes renewTime.
+std::string formatIsoTime(std::chrono::system_clock::time_point at);
+
 // CloudNativePG: `cluster` is the Cluster object (nullptr while unknown or deleted); `pods` the
 // instance pods (cnpg.io/cluster=<c>,cnpg.io/podRole=instance). Candidates are pods with a podIP
 // on `port`, hinted by cnpg.io/instanceRole (falling back to `role`). currentPrimary ==
@@ -48,6 +51,8 @@ View cnpgView(const nlohmann::json* cluster, const ObjectMap& pods, std::uint16_
 // the leader object is unknown the view is NoOpinion, so the probe elects with the table builder's
 // timeline and stale-primary guards. Hints: spilo-role, or the `status` annotation's role while its
 // state is running; none when they disagree.
+// The Zalando source feeds it a copy of the leader object whose renewTime is the local time that
+// renewal was first seen (LocalRenewals in zalando_source.cpp), as Patroni itself times the lock.
 View zalandoView(const ObjectMap& pods, const nlohmann::json* leader,
                  std::chrono::system_clock::time_point now, std::uint16_t port);
 
