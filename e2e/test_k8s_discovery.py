@@ -33,6 +33,19 @@ def fixture(name: str) -> dict:
     return json.loads((FIXTURES / name).read_text())
 
 
+def pods_on_hosts(list_fixture: str, first: str) -> list[dict]:
+    """The fixture list's first two pods as objects (with kind), `first` on HOSTS[0], the other on HOSTS[1]."""
+    pods = []
+    for item in fixture(list_fixture)["items"][:2]:
+        pod = copy.deepcopy(item)
+        pod["apiVersion"], pod["kind"] = "v1", "Pod"
+        ip = HOSTS[0] if pod["metadata"]["name"] == first else HOSTS[1]
+        pod["status"]["podIP"] = ip
+        pod["status"]["podIPs"] = [{"ip": ip}]
+        pods.append(pod)
+    return pods
+
+
 class Kubectl:
     """kubectl against the test API server, with its discovery cache in the test's directory."""
 
@@ -115,15 +128,7 @@ def cnpg_objects(port: int) -> tuple[dict, list[dict]]:
               instancesReportedState={"pg-main-1": {"isPrimary": True, "timeLineID": 1, "ip": HOSTS[0]},
                                       "pg-main-2": {"isPrimary": False, "timeLineID": 1, "ip": HOSTS[1]}})
     cluster["spec"]["instances"] = 2
-    pods = []
-    for item in fixture("cnpg-pods-list.json")["items"][:2]:
-        pod = copy.deepcopy(item)
-        pod["apiVersion"], pod["kind"] = "v1", "Pod"
-        ip = HOSTS[0] if pod["metadata"]["name"] == "pg-main-1" else HOSTS[1]
-        pod["status"]["podIP"] = ip
-        pod["status"]["podIPs"] = [{"ip": ip}]
-        pods.append(pod)
-    return cluster, pods
+    return cluster, pods_on_hosts("cnpg-pods-list.json", "pg-main-1")
 
 
 def test_cnpg_failover_followed_from_the_cluster_status(pod_cluster, apiserver, pgkeel_factory):
@@ -179,14 +184,7 @@ def test_cnpg_failover_followed_from_the_cluster_status(pod_cluster, apiserver, 
 def zalando_objects(now: datetime.datetime) -> list[dict]:
     """The postgresql, two pods (acid-main-0 primary on 127.0.0.2, acid-main-1 on 127.0.0.3) and the leader
     ConfigMap naming acid-main-0 with a fresh renewTime."""
-    objs = [fixture("zalando-postgresql.json")]
-    for item in fixture("zalando-pods-list.json")["items"][:2]:
-        pod = copy.deepcopy(item)
-        pod["apiVersion"], pod["kind"] = "v1", "Pod"
-        ip = HOSTS[0] if pod["metadata"]["name"] == "acid-main-0" else HOSTS[1]
-        pod["status"]["podIP"] = ip
-        pod["status"]["podIPs"] = [{"ip": ip}]
-        objs.append(pod)
+    objs = [fixture("zalando-postgresql.json"), *pods_on_hosts("zalando-pods-list.json", "acid-main-0")]
     leader = fixture("patroni-k8s-leader-configmap.json")
     ann = leader["metadata"]["annotations"]
     ann.update(leader="acid-main-0", renewTime=now.isoformat(), acquireTime=now.isoformat(), ttl="30")

@@ -94,6 +94,20 @@ def host_of(patroni: PatroniCluster, name: str) -> str:
     return patroni.member(name).host
 
 
+def kill_and_wait_for_new_leader(patroni: PatroniCluster, pk, kill):
+    """Writer running and writing to the leader, then kill(leader); returns once another member holds the
+    lock: (writer, poller, old leader, time of the kill, new leader)."""
+    writer = Writer(pk.primary_port).start()
+    old = patroni.leader()
+    poll(lambda: len(writer.writes_on(host_of(patroni, old))) >= 5, 10, what="writes on the leader")
+    poller = WritablePoller(patroni)
+    kill(old)
+    t_kill = patroni.member(old).killed_at
+    new = patroni.wait_for(lambda: (lambda l: l if l and l != old else None)(patroni.leader()), 40,
+                           what="a new leader")
+    return writer, poller, old, t_kill, new
+
+
 def test_switchover_moves_writes_with_no_stray_write(patroni, pk):
     """POST /switchover: every write lands on the lock holder of its moment (old leader before, new leader after,
     never the old one once the new one answers f); errors only inside the span in which no node was writable
@@ -134,14 +148,7 @@ def test_switchover_moves_writes_with_no_stray_write(patroni, pk):
 def test_hard_failover_kill_9(patroni, pk):
     """kill -9 of the leader's Patroni and postmaster: writes stop, the leader lock expires after the ttl, a
     replica promotes, and writes resume on it; nothing is written anywhere else."""
-    writer = Writer(pk.primary_port).start()
-    old = patroni.leader()
-    poll(lambda: len(writer.writes_on(host_of(patroni, old))) >= 5, 10, what="writes on the leader")
-    poller = WritablePoller(patroni)
-    patroni.kill_leader_hard(old)
-    t_kill = patroni.member(old).killed_at
-    new = patroni.wait_for(lambda: (lambda l: l if l and l != old else None)(patroni.leader()), 40,
-                           what="a new leader")
+    writer, poller, old, t_kill, new = kill_and_wait_for_new_leader(patroni, pk, patroni.kill_leader_hard)
     poll(lambda: len(writer.writes_on(host_of(patroni, new))) >= 5, 30, what="writes on the new leader")
     writer.finish()
     poller.finish()
@@ -159,14 +166,7 @@ def test_split_brain_never_writes_to_the_node_that_lost_the_lock(patroni, pk):
     """Only the leader's Patroni is killed: its PostgreSQL keeps answering f while, after the ttl, another
     member takes the lock and promotes. From the moment the new leader answers f, two nodes say f; every
     write goes to the lock holder, none to the orphaned primary."""
-    writer = Writer(pk.primary_port).start()
-    old = patroni.leader()
-    poll(lambda: len(writer.writes_on(host_of(patroni, old))) >= 5, 10, what="writes on the leader")
-    poller = WritablePoller(patroni)
-    patroni.kill_patroni_only(old)
-    t_kill = patroni.member(old).killed_at
-    new = patroni.wait_for(lambda: (lambda l: l if l and l != old else None)(patroni.leader()), 40,
-                           what="a new leader")
+    writer, poller, old, t_kill, new = kill_and_wait_for_new_leader(patroni, pk, patroni.kill_patroni_only)
     patroni.wait_for(lambda: patroni.pg_is_in_recovery(new) is False, 30, what=f"{new} to promote")
     t_new_f = time.monotonic()
     assert patroni.pg_is_in_recovery(old) is False, "the orphaned primary should still answer f (split brain)"

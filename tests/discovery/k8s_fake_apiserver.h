@@ -2,16 +2,7 @@
 // responses for lists and chunked, optionally held-open bodies for watches.
 #pragma once
 
-#ifndef CPPHTTPLIB_OPENSSL_SUPPORT
-#define CPPHTTPLIB_OPENSSL_SUPPORT  // as libcpp-httplib was built (pkg-config cpp-httplib)
-#endif
-#ifndef CPPHTTPLIB_ZLIB_SUPPORT
-#define CPPHTTPLIB_ZLIB_SUPPORT
-#endif
-#ifndef CPPHTTPLIB_BROTLI_SUPPORT
-#define CPPHTTPLIB_BROTLI_SUPPORT
-#endif
-#include <httplib.h>
+#include "test_httplib.h"
 #include <unistd.h>
 
 #include <atomic>
