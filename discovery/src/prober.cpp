@@ -447,6 +447,10 @@ void Prober::dropLinksNotIn(const std::vector<std::pair<NodeId, Endpoint>>& node
 
 std::vector<ProbeResult> Prober::probeAll(const std::vector<std::pair<NodeId, Endpoint>>& nodes) {
   dropLinksNotIn(nodes);
+  return probeSome(nodes);
+}
+
+std::vector<ProbeResult> Prober::probeSome(const std::vector<std::pair<NodeId, Endpoint>>& nodes) {
   const auto deadline = SteadyClock::now() + timeout_;
   const auto at = std::chrono::system_clock::now();
   std::vector<Attempt> attempts;

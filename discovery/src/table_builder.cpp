@@ -170,6 +170,18 @@ std::optional<std::uint32_t> parseHex32(std::string_view text) {
 
 RoutingTable TableBuilder::apply(const RoutingTable& previous,
                                  const std::vector<ProbeResult>& round, const ControlView& view) {
+  return build(previous, round, view, false);
+}
+
+RoutingTable TableBuilder::applyPartial(const RoutingTable& previous,
+                                        const std::vector<ProbeResult>& round,
+                                        const ControlView& view) {
+  return build(previous, round, view, true);
+}
+
+RoutingTable TableBuilder::build(const RoutingTable& previous,
+                                 const std::vector<ProbeResult>& round, const ControlView& view,
+                                 bool partial) {
   RoutingTable next;
   std::set<NodeId> seen;
   for (const ProbeResult& result : round) {
@@ -178,7 +190,13 @@ RoutingTable TableBuilder::apply(const RoutingTable& previous,
     auto name = view.names.find(result.id);
     if (name != view.names.end()) next.nodes.back().name = name->second;
   }
-  std::erase_if(trackers_, [&](const auto& entry) { return seen.count(entry.first) == 0; });
+  if (partial) {
+    for (const NodeState& node : previous.nodes) {
+      if (seen.insert(node.id).second) next.nodes.push_back(node);
+    }
+  } else {
+    std::erase_if(trackers_, [&](const auto& entry) { return seen.count(entry.first) == 0; });
+  }
   next.controlPlane = view.detail.empty() ? "static" : view.detail;
   if (view.opinion == LeaderOpinion::NoOpinion) {
     electPrimary(next);

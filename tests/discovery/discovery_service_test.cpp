@@ -277,5 +277,47 @@ TEST(DiscoveryService, ProbesWithTheSnapshotsCredentialsAndFollowsRotation) {
       << service.current()->nodes[0].lastError;
 }
 
+// Between full rounds, a fast round probes only the named primary: a silent old primary (it
+// accepts TCP and never answers, as a lost node does until probe_timeout) is not probed again,
+// so the new primary is confirmed without waiting for it.
+TEST(DiscoveryService, FastRoundsProbeOnlyTheNamedPrimary) {
+  FakePostgres server("right");
+  ASSERT_TRUE(server.ok());
+  std::uint16_t silentPort = 0;
+  int silentFd = testing::openLoopbackSocket(&silentPort, 16);
+  ASSERT_GE(silentFd, 0);
+  Endpoint silent{"127.0.0.1", silentPort};
+  Endpoint leader{"127.0.0.1", server.port()};
+  auto source = std::make_unique<FakeSource>(std::vector<Endpoint>{silent, leader});
+  FakeSource& fake = *source;
+  fake.name(leader, true);
+  fake.credentials("app", "wrong");  // the named primary refuses the probe for now
+  DiscoveryOptions options = fastOptions(std::chrono::hours(1));
+  options.probeTimeout = milliseconds(300);
+  options.fastProbeInterval = milliseconds(10);
+  options.health = HealthPolicy{.unhealthyAfter = 1, .healthyAfter = 1};
+  DiscoveryService service(std::move(source), options);
+  service.start();
+  auto node = [&](const Endpoint& endpoint) -> NodeState {
+    for (const NodeState& n : service.current()->nodes)
+      if (n.endpoint == endpoint) return n;
+    return NodeState{};
+  };
+  ASSERT_TRUE(eventually([&] { return node(leader).consecutiveFailures >= 3; }));
+  EXPECT_EQ(node(silent).consecutiveFailures, 1) << "only the first, full round probed it";
+  auto silentProbe = node(silent).lastProbe;
+
+  fake.credentials("app", "right");
+  fake.reportChange();
+  ASSERT_TRUE(eventually([&] {
+    const NodeState* primary = service.current()->primaryNode();
+    return primary != nullptr && primary->endpoint == leader;
+  }));
+  EXPECT_EQ(node(silent).lastProbe, silentProbe);
+  EXPECT_EQ(node(silent).consecutiveFailures, 1);
+  service.stop();
+  ::close(silentFd);
+}
+
 }  // namespace
 }  // namespace pgkeel::discovery

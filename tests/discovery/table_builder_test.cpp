@@ -51,6 +51,7 @@ class Rounds {
     return table_;
   }
   const RoutingTable& table() const { return table_; }
+  TableBuilder& builder() { return builder_; }
   const NodeState& node(NodeId id) const {
     const NodeState* found = table_.find(id);
     EXPECT_NE(found, nullptr) << "node " << id;
@@ -480,7 +481,7 @@ TEST(TableBuilderWithControlPlane, NodesCarryTheirNames) {
 // node stays in the table and starts afresh when the node leaves and returns.
 TEST(TableBuilder, AccumulatesProbeDurations) {
   Rounds rounds;
-  rounds.run({primary(0)});      // 300 µs: le 500 µs
+  rounds.run({primary(0)});  // 300 µs: le 500 µs
   rounds.run({primary(0)});
   rounds.run({down(0)});
   const ProbeHistogram& h = rounds.node(0).probeDurations;
@@ -492,6 +493,22 @@ TEST(TableBuilder, AccumulatesProbeDurations) {
   rounds.run({replica(1)});
   rounds.run({primary(0)});
   EXPECT_EQ(rounds.node(0).probeDurations.microsSum, 300u);
+}
+
+// A partial round updates the nodes it probed and carries the others over unchanged; a full round
+// after it still counts their failures from where they were.
+TEST(TableBuilderWithControlPlane, PartialRoundKeepsTheOthersAsTheyWere) {
+  Rounds rounds;
+  rounds.run({primary(0), replica(1), down(2)}, named(0));
+  ASSERT_EQ(rounds.node(2).consecutiveFailures, 1);
+  TableBuilder& builder = rounds.builder();
+  RoutingTable next = builder.applyPartial(rounds.table(), {replica(0), primary(1, 2)}, named(1));
+  ASSERT_EQ(next.nodes.size(), 3u);
+  ASSERT_NE(next.primaryNode(), nullptr);
+  EXPECT_EQ(next.primaryNode()->id, 1u);
+  EXPECT_EQ(next.find(2)->consecutiveFailures, 1);
+  EXPECT_EQ(next.find(2)->lastError, "connection refused");
+  EXPECT_EQ(next.version, rounds.table().version + 1);
 }
 
 }  // namespace

@@ -23,8 +23,8 @@ const char* toString(NodeHealth health);
 // Upper bounds (µs) of the latency histograms' buckets (probe durations here, connect times in
 // the workers); a +Inf bucket follows the last. They match metrics::kLatencyBuckets.
 inline constexpr std::array<std::uint32_t, 15> kProbeBoundsMicros{
-    100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
-    1000000, 2500000, 5000000};
+    100,   250,    500,    1000,   2500,    5000,    10000,  25000,
+    50000, 100000, 250000, 500000, 1000000, 2500000, 5000000};
 
 struct ProbeHistogram {
   std::array<std::uint64_t, kProbeBoundsMicros.size() + 1> counts{};  // not cumulative
@@ -48,7 +48,7 @@ struct NodeState {
   std::chrono::system_clock::time_point lastProbe{};  // last probe attempt
   std::chrono::microseconds probeLatency{0};
   ProbeHistogram probeDurations;  // successful probes since the node joined the table
-  std::string lastError;  // empty when the last probe succeeded
+  std::string lastError;          // empty when the last probe succeeded
   int consecutiveFailures = 0;
   std::uint64_t probeFailures = 0;  // failed probes since pgkeel started
 

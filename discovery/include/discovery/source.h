@@ -47,7 +47,7 @@ struct SourceSnapshot {
 
 // Counters an event-driven source keeps for /metrics and /status (read from any thread).
 struct SourceStats {
-  bool synced = false;          // the first full view has arrived (every list done, or a poll answered)
+  bool synced = false;  // the first full view has arrived (every list done, or a poll answered)
   std::uint64_t events = 0;     // watch events or poll answers applied
   std::uint64_t relists = 0;    // full re-lists after 410 Gone or a stream that could not resume
   std::uint64_t rewatches = 0;  // watches restarted from the last resourceVersion

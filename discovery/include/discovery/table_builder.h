@@ -54,6 +54,10 @@ class TableBuilder {
   // primary (and only while it answers f); Nobody gives no primary.
   RoutingTable apply(const RoutingTable& previous, const std::vector<ProbeResult>& round,
                      const ControlView& view = {});
+  // A round that probed only some nodes (a fast round on the named primary): the others keep
+  // their state from `previous`, as they were.
+  RoutingTable applyPartial(const RoutingTable& previous, const std::vector<ProbeResult>& round,
+                            const ControlView& view);
 
  private:
   struct Tracker {
@@ -69,6 +73,8 @@ class TableBuilder {
     std::optional<double> replayDelaySeconds;
     ProbeHistogram durations;
   };
+  RoutingTable build(const RoutingTable& previous, const std::vector<ProbeResult>& round,
+                     const ControlView& view, bool partial);
   NodeState observe(const ProbeResult& result);
   void updateHealth(Tracker& tracker, bool ok) const;
 
