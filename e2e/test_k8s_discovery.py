@@ -11,6 +11,7 @@ import datetime
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -131,11 +132,39 @@ def cnpg_objects(port: int) -> tuple[dict, list[dict]]:
     return cluster, pods_on_hosts("cnpg-pods-list.json", "pg-main-1")
 
 
-def test_cnpg_failover_followed_from_the_cluster_status(pod_cluster, apiserver, pgkeel_factory):
+def freeze(cluster: PgCluster, name: str) -> list[int]:
+    """SIGSTOP the node's postmaster and every child (each backend has a session of its own): like a lost
+    Kubernetes node, it accepts TCP connections and answers nothing. Returns the pids for thaw()."""
+    with open(os.path.join(cluster.nodes[name].datadir, "postmaster.pid")) as f:
+        postmaster = int(f.readline())
+    pids = [postmaster]
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    pids.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    return pids
+
+
+def thaw(pids: list[int]):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.mark.parametrize("old_primary", ["stopped", "frozen"])
+def test_cnpg_failover_followed_from_the_cluster_status(old_primary, pod_cluster, apiserver, pgkeel_factory):
     """kubectl plays CloudNativePG's failover in the operator's order: targetPrimary "pending" (the old primary
-    still answers f, yet gets no more writes), the old primary stops, targetPrimary names pg-main-2, it is
-    promoted, currentPrimary follows, and the pods are relabelled one by one. The writer never writes to
-    pg-main-1 after "pending", and its writes resume on pg-main-2 soon after it answers f."""
+    still answers f, yet gets no more writes), the old primary goes away (stopped, or frozen like a lost node
+    whose probes time out), targetPrimary names pg-main-2, it is promoted, currentPrimary follows, and the pods
+    are relabelled one by one. The writer never writes to pg-main-1 after "pending", and its writes resume on
+    pg-main-2 soon after it answers f, also when probes of the frozen pg-main-1 take probe_timeout."""
     srv, kubeconfig, kubectl = apiserver
     cluster_obj, pods = cnpg_objects(pod_cluster.primary_port)
     for obj in (cluster_obj, *pods):
@@ -156,7 +185,27 @@ def test_cnpg_failover_followed_from_the_cluster_status(pod_cluster, apiserver, 
     t_pending = time.monotonic()
     time.sleep(0.5)  # pg-main-1 still runs and answers f: only the control plane says it is leaving
     kubectl.label("pg-main-1", **{"cnpg.io/instanceRole": "unhealthy", "role": "unhealthy"})
-    pod_cluster.stop_node("primary", mode="fast")
+    frozen = None
+    if old_primary == "stopped":
+        pod_cluster.stop_node("primary", mode="fast")
+    else:
+        frozen = freeze(pod_cluster, "primary")
+        time.sleep(1.5)  # a full round has met the frozen node: probes of it now take probe_timeout
+    try:
+        resumed_ms = promote_and_measure(pod_cluster, kubectl, writer, t_pending)
+    finally:
+        if frozen:
+            thaw(frozen)
+    print(f"\ncnpg ({old_primary} old primary): writes resumed {resumed_ms:.0f} ms after pg-main-2 answered "
+          "pg_is_in_recovery() = false")
+    assert resumed_ms < 500, resumed_ms
+    metrics = urllib_get(pk.admin_url("/metrics"))
+    assert 'pgkeel_discovery_source_synced{source="cnpg"} 1' in metrics
+
+
+def promote_and_measure(pod_cluster: PgCluster, kubectl: Kubectl, writer: Writer, t_pending: float) -> float:
+    """The rest of the CNPG failover after the old primary is gone; the ms from pg-main-2 answering f to the
+    writer's first write there. Asserts that nothing was written to pg-main-1 after "pending"."""
     kubectl.patch_status("cluster", "pg-main", {"targetPrimary": "pg-main-2",
                                                 "phaseReason": "Failing over from pg-main-1 to pg-main-2"})
     answered = {}
@@ -170,15 +219,9 @@ def test_cnpg_failover_followed_from_the_cluster_status(pod_cluster, apiserver, 
     kubectl.label("pg-main-2", **{"cnpg.io/instanceRole": "primary", "role": "primary"})
     poll(lambda: len(writer.writes_on(HOSTS[1])) >= 5, 15, what="writes on pg-main-2")
     writer.finish()
-
     late = writer.writes_on(HOSTS[0], after=t_pending + 0.05)
     assert late == [], f"{len(late)} writes reached pg-main-1 after targetPrimary went pending"
-    first_new = min(writer.writes_on(HOSTS[1]))
-    resumed_ms = (first_new - t_false) * 1000
-    print(f"\ncnpg: writes resumed {resumed_ms:.0f} ms after pg-main-2 answered pg_is_in_recovery() = false")
-    assert resumed_ms < 500, resumed_ms
-    metrics = urllib_get(pk.admin_url("/metrics"))
-    assert 'pgkeel_discovery_source_synced{source="cnpg"} 1' in metrics
+    return (min(writer.writes_on(HOSTS[1])) - t_false) * 1000
 
 
 def zalando_objects(now: datetime.datetime) -> list[dict]:

@@ -104,15 +104,8 @@ void DiscoveryService::probeOnce() {
   applyOptions(snapshot);
   ControlView view;
   std::vector<std::pair<NodeId, Endpoint>> nodes = roundNodes(snapshot, view);
-  const bool leaderOnly = leaderOnlyRound(nodes, view);
-  std::vector<ProbeResult> results;
-  if (leaderOnly) {
-    std::erase_if(nodes, [&](const auto& node) { return node.first != *view.leader; });
-    results = prober_->probeSome(nodes);
-  } else {
-    results = prober_->probeAll(nodes);
-    lastFullRound_ = std::chrono::steady_clock::now();
-  }
+  const bool partial = partialRound(nodes, view);
+  std::vector<ProbeResult> results = partial ? prober_->probeSome(nodes) : prober_->probeAll(nodes);
   // The round took time (up to probe_timeout): a primary the control plane gave up meanwhile
   // must not be published, so the election uses the opinion as it is now.
   SourceSnapshot now = source_->snapshot();
@@ -131,31 +124,33 @@ void DiscoveryService::probeOnce() {
     snapshot.moving = now.moving;
     snapshot.detail = now.detail;
   }
-  RoutingTable table = leaderOnly ? builder_.applyPartial(*handle_.load(), results, view)
-                                  : builder_.apply(*handle_.load(), results, view);
+  RoutingTable table = partial ? builder_.applyPartial(*handle_.load(), results, view)
+                               : builder_.apply(*handle_.load(), results, view);
   bool fast = wantsFastRounds(snapshot, view, table);
   publish(std::move(table));
   std::lock_guard lock(mutex_);
   fast_ = fast;
 }
 
-// A fast round between full ones probes only the named primary, so an unreachable old primary
-// cannot hold its confirmation back by probe_timeout. Full rounds still run every probe_interval,
-// and whenever the candidates differ from the table's nodes.
-bool DiscoveryService::leaderOnlyRound(const std::vector<std::pair<NodeId, Endpoint>>& nodes,
-                                       const ControlView& view) {
-  std::chrono::milliseconds interval;
+// A fast round leaves out the nodes whose last probe failed (the named primary excepted): an
+// unreachable old primary, whose probes last probe_timeout, must not hold back the rounds that
+// watch for the new one. They keep their state (TableBuilder::applyPartial) until the next full
+// round: when fast rounds end, or when the candidates differ from the table's nodes.
+bool DiscoveryService::partialRound(std::vector<std::pair<NodeId, Endpoint>>& nodes,
+                                    const ControlView& view) {
   {
     std::lock_guard lock(mutex_);
     if (!fast_) return false;
-    interval = options_.probeInterval;
   }
-  if (view.opinion != LeaderOpinion::Named || !view.leader) return false;
-  if (std::chrono::steady_clock::now() - lastFullRound_ >= interval) return false;
   RoutingTablePtr table = handle_.load();
   if (table->nodes.size() != nodes.size()) return false;
-  return std::all_of(nodes.begin(), nodes.end(),
-                     [&](const auto& node) { return table->find(node.first) != nullptr; });
+  for (const auto& node : nodes) {
+    if (table->find(node.first) == nullptr) return false;
+  }
+  std::erase_if(nodes, [&](const auto& node) {
+    return node.first != view.leader && table->find(node.first)->consecutiveFailures > 0;
+  });
+  return true;
 }
 
 // Fast rounds while the control plane's view and the probed table disagree on the primary, for at

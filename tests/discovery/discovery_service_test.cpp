@@ -277,10 +277,10 @@ TEST(DiscoveryService, ProbesWithTheSnapshotsCredentialsAndFollowsRotation) {
       << service.current()->nodes[0].lastError;
 }
 
-// Between full rounds, a fast round probes only the named primary: a silent old primary (it
-// accepts TCP and never answers, as a lost node does until probe_timeout) is not probed again,
-// so the new primary is confirmed without waiting for it.
-TEST(DiscoveryService, FastRoundsProbeOnlyTheNamedPrimary) {
+// Fast rounds leave out nodes whose last probe failed, except the named primary: a silent old
+// primary (it accepts TCP and never answers, as a lost node does until probe_timeout) is not
+// probed again, so the new primary is confirmed without waiting for it.
+TEST(DiscoveryService, FastRoundsLeaveOutFailingNodesButTheNamedOne) {
   FakePostgres server("right");
   ASSERT_TRUE(server.ok());
   std::uint16_t silentPort = 0;

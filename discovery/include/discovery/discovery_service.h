@@ -82,8 +82,7 @@ class DiscoveryService {
   void applyOptions(const SourceSnapshot& snapshot);
   void noteCredentials(const SourceSnapshot& snapshot);
   std::vector<std::pair<NodeId, Endpoint>> roundNodes(SourceSnapshot& snapshot, ControlView& view);
-  bool leaderOnlyRound(const std::vector<std::pair<NodeId, Endpoint>>& nodes,
-                       const ControlView& view);
+  bool partialRound(std::vector<std::pair<NodeId, Endpoint>>& nodes, const ControlView& view);
   bool wantsFastRounds(const SourceSnapshot& snapshot, const ControlView& view,
                        const RoutingTable& table);
   void logChanges(const RoutingTable& previous, const RoutingTable& next);
@@ -102,7 +101,6 @@ class DiscoveryService {
   std::string probeUser_;        // the control plane's credentials in use; guarded by roundMutex_
   std::string probePassword_;
   std::chrono::steady_clock::time_point viewChangedAt_{};  // guarded by roundMutex_
-  std::chrono::steady_clock::time_point lastFullRound_{};  // guarded by roundMutex_
   std::mutex mutex_;  // guards options_, ids_, idsExhaustedLogged_, wake_, stopping_
   bool idsExhaustedLogged_ = false;
   std::condition_variable cv_;
