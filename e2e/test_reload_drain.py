@@ -115,3 +115,18 @@ def test_sigterm_during_pgbench_drains(cluster, pgkeel_factory, tmp_path):
     assert time.monotonic() - t0 >= 1.95
     finished_cleanly(bench)
     assert pk.proc.wait(timeout=15) == 0
+
+
+def test_reload_cannot_switch_the_source_of_a_running_pgkeel(cluster, pgkeel_factory, tmp_path):
+    """A file that switches `source` to cnpg (and so drops `candidates`) is checked as the running process
+    would use it: the source stays static until a restart, so the reload fails with 400 naming the missing
+    candidates, the log says the source applies at the next start, and routing goes on unchanged."""
+    conf = tmp_path / "pgkeel.yaml"
+    conf.write_text(f"candidates: ['127.0.0.1:{cluster.primary_port}', '127.0.0.1:{cluster.replica_port}']\n")
+    pk = pgkeel_factory(cluster, flags={"config": str(conf)}, pass_candidates_flag=False)
+    conf.write_text("source: cnpg\nkubernetes_cluster: pg-main\n")
+    status, body = post_reload(pk)
+    assert status == 400 and "no candidates" in body, body
+    assert "source changed to 'cnpg'; it applies at the next start (still 'static')" in pk.log_text()
+    assert identity(pk.dsn("primary")) == (False, cluster.primary_port)
+    assert identity(pk.dsn("replica")) == (True, cluster.replica_port)
