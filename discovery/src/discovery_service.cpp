@@ -70,7 +70,12 @@ void DiscoveryService::start() {
     stopping_ = false;
     wake_ = handle_.load()->version == 0;  // no table published yet: first round at once
   }
-  source_->start([this] { probeNow(); });
+  // A control-plane change ends a round in progress: its election would use a stale view, and a
+  // round can last probe_timeout when a node does not answer.
+  source_->start([this] {
+    probeNow();
+    prober_->interrupt();
+  });
   thread_ = std::thread([this] { run(); });
 }
 
@@ -100,12 +105,14 @@ void DiscoveryService::run() {
 
 void DiscoveryService::probeOnce() {
   std::lock_guard round(roundMutex_);
+  prober_->clearInterrupt();  // changes from here on are in the snapshot or interrupt this round
   SourceSnapshot snapshot = source_->snapshot();
   applyOptions(snapshot);
   ControlView view;
   std::vector<std::pair<NodeId, Endpoint>> nodes = roundNodes(snapshot, view);
   const bool partial = partialRound(nodes, view);
   std::vector<ProbeResult> results = partial ? prober_->probeSome(nodes) : prober_->probeAll(nodes);
+  const bool cut = prober_->interrupted();  // unfinished probes gave no result
   // The round took time (up to probe_timeout): a primary the control plane gave up meanwhile
   // must not be published, so the election uses the opinion as it is now.
   SourceSnapshot now = source_->snapshot();
@@ -116,7 +123,10 @@ void DiscoveryService::probeOnce() {
     view.leader.reset();
     if (now.opinion == LeaderOpinion::Named) {
       NodeId id = idFor(now.leader);
-      if (id < kMaxNodes) view.leader = id;
+      bool probed = std::any_of(results.begin(), results.end(),
+                                [id](const ProbeResult& result) { return result.id == id; });
+      // A node named only now gets writes after a probe of it, not on an older answer.
+      if (id < kMaxNodes && probed) view.leader = id;
     }
     snapshot.opinion = now.opinion;
     snapshot.leader = now.leader;
@@ -124,25 +134,33 @@ void DiscoveryService::probeOnce() {
     snapshot.moving = now.moving;
     snapshot.detail = now.detail;
   }
-  RoutingTable table = partial ? builder_.applyPartial(*handle_.load(), results, view)
-                               : builder_.apply(*handle_.load(), results, view);
+  RoutingTable table = partial || cut ? builder_.applyPartial(*handle_.load(), results, view)
+                                      : builder_.apply(*handle_.load(), results, view);
   bool fast = wantsFastRounds(snapshot, view, table);
   publish(std::move(table));
   std::lock_guard lock(mutex_);
   fast_ = fast;
+  if (cut) {
+    wake_ = true;  // the probes it cut short run again at once
+    cv_.notify_all();
+  }
 }
 
-// A fast round leaves out the nodes whose last probe failed (the named primary excepted): an
-// unreachable old primary, whose probes last probe_timeout, must not hold back the rounds that
-// watch for the new one. They keep their state (TableBuilder::applyPartial) until the next full
-// round: when fast rounds end, or when the candidates differ from the table's nodes.
+// While the named primary is not confirmed yet, fast rounds leave out the nodes whose last probe
+// failed: an unreachable old primary, whose probes last probe_timeout, must not hold back the
+// rounds that watch for the new one. They keep their state (TableBuilder::applyPartial) until the
+// next full round: once the primary is confirmed, when fast rounds end, or when the candidates
+// differ from the table's nodes.
 bool DiscoveryService::partialRound(std::vector<std::pair<NodeId, Endpoint>>& nodes,
                                     const ControlView& view) {
   {
     std::lock_guard lock(mutex_);
     if (!fast_) return false;
   }
+  if (view.opinion != LeaderOpinion::Named || !view.leader) return false;
   RoutingTablePtr table = handle_.load();
+  const NodeState* primary = table->primaryNode();
+  if (primary != nullptr && primary->id == *view.leader) return false;
   if (table->nodes.size() != nodes.size()) return false;
   for (const auto& node : nodes) {
     if (table->find(node.first) == nullptr) return false;

@@ -1,6 +1,9 @@
 // Prober: concurrent libpq probes (connect, one query) driven by poll(2) under one round deadline.
 #include "prober.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <arpa/inet.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
@@ -173,6 +176,7 @@ class Prober::Attempt {
   void begin();
   void advance(short revents);
   void timeOut(std::chrono::milliseconds timeout);
+  void abandon();  // interrupted round: no result
   void fail(std::string error);
   bool done() const { return phase_ == Phase::Done; }
   int socket() const { return link_.conn ? PQsocket(link_.conn.get()) : -1; }
@@ -350,6 +354,12 @@ void Prober::Attempt::fail(std::string error) {
   finish(false, std::move(error));
 }
 
+void Prober::Attempt::abandon() {
+  link_.conn.reset();  // a query may be in flight on it
+  answer_.reset();
+  phase_ = Phase::Done;
+}
+
 void Prober::Attempt::timeOut(std::chrono::milliseconds timeout) {
   const char* stage = phase_ == Phase::Connecting ? "connecting" : "waiting for the probe answer";
   link_.conn.reset();
@@ -375,11 +385,25 @@ void Prober::ConnCloser::operator()(PGconn* conn) const {
 }
 
 Prober::Prober(std::string dsn, std::chrono::milliseconds timeout)
-    : dsn_(std::move(dsn)), timeout_(timeout) {
+    : dsn_(std::move(dsn)), timeout_(timeout), wakeFd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
   parseDsn();
 }
 
-Prober::~Prober() = default;
+Prober::~Prober() {
+  if (wakeFd_ >= 0) ::close(wakeFd_);
+}
+
+void Prober::clearInterrupt() {
+  std::uint64_t count = 0;
+  if (wakeFd_ >= 0) [[maybe_unused]]
+    ssize_t got = ::read(wakeFd_, &count, sizeof count);
+}
+
+void Prober::interrupt() {
+  if (wakeFd_ < 0) return;
+  const std::uint64_t one = 1;
+  [[maybe_unused]] ssize_t written = ::write(wakeFd_, &one, sizeof one);
+}
 
 void Prober::setOptions(std::string dsn, std::chrono::milliseconds timeout) {
   timeout_ = timeout;
@@ -461,11 +485,16 @@ std::vector<ProbeResult> Prober::probeSome(const std::vector<std::pair<NodeId, E
     attempts.emplace_back(*this, linkFor(id, endpoint), id, at, deadline);
     attempts.back().begin();
   }
+  interrupted_ = false;
   while (waitOnce(attempts, deadline)) {
   }
   std::vector<ProbeResult> results;
   results.reserve(attempts.size());
   for (Attempt& attempt : attempts) {
+    if (!attempt.done() && interrupted_) {
+      attempt.abandon();
+      continue;
+    }
     if (!attempt.done()) attempt.timeOut(timeout_);
     results.push_back(attempt.take());
   }
@@ -487,7 +516,18 @@ bool Prober::waitOnce(std::vector<Attempt>& attempts, SteadyClock::time_point de
   }
   auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - SteadyClock::now());
   if (fds.empty() || left.count() <= 0) return false;
+  if (wakeFd_ >= 0) fds.push_back(pollfd{wakeFd_, POLLIN, 0});
   int ready = ::poll(fds.data(), fds.size(), static_cast<int>(left.count()));
+  if (wakeFd_ >= 0) {
+    const bool woken = ready > 0 && fds.back().revents != 0;
+    fds.pop_back();
+    if (woken) {
+      std::uint64_t count = 0;
+      [[maybe_unused]] ssize_t got = ::read(wakeFd_, &count, sizeof count);
+      interrupted_ = true;
+      return false;
+    }
+  }
   if (ready < 0 && errno != EINTR) {
     std::string error = std::string("poll failed: ") + std::strerror(errno);
     for (Attempt* owner : owners) owner->fail(error);

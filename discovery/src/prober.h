@@ -47,6 +47,13 @@ class Prober {
   // Probes only `nodes`, keeping the other nodes' connections (a fast round on one node).
   std::vector<ProbeResult> probeSome(const std::vector<std::pair<NodeId, Endpoint>>& nodes);
 
+  // Any thread: ends the round in progress (or the next one, if none is) at once. Its unfinished
+  // probes give no result and their connections are closed; interrupted() says it happened.
+  void interrupt();
+  bool interrupted() const { return interrupted_; }
+  // Forgets interrupts so far (call before reading what the next round will act on).
+  void clearInterrupt();
+
   // Connections kept open for the next round.
   std::size_t openConnections() const;
 
@@ -73,6 +80,8 @@ class Prober {
   std::string dsnError_;                                     // non-empty when dsn_ is invalid
   std::chrono::milliseconds timeout_;
   std::map<NodeId, Link> links_;
+  int wakeFd_ = -1;  // eventfd written by interrupt()
+  bool interrupted_ = false;
 };
 
 }  // namespace pgkeel::discovery

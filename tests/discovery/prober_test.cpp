@@ -63,6 +63,33 @@ TEST(Prober, SilentServerRespectsTimeout) {
   EXPECT_EQ(prober.openConnections(), 0u);
 }
 
+// interrupt() from another thread ends the round: the silent node's unfinished probe gives no
+// result (it neither fails nor succeeds) and its connection is closed, while the finished probe of
+// the fake server is kept. An interrupt before the round is dropped by clearInterrupt().
+TEST(Prober, InterruptEndsTheRoundWithoutJudgingUnfinishedProbes) {
+  SilentServer silent;
+  FakePostgres answering("pw");
+  ASSERT_TRUE(silent.ok() && answering.ok());
+  Prober prober("dbname=postgres user=app password=pw", milliseconds(10000));
+  prober.interrupt();
+  prober.clearInterrupt();
+  std::thread interrupter([&] {
+    std::this_thread::sleep_for(milliseconds(300));
+    prober.interrupt();
+  });
+  std::vector<ProbeResult> results = prober.probeAll(
+      {{0, Endpoint{"127.0.0.1", silent.port()}}, {1, Endpoint{"127.0.0.1", answering.port()}}});
+  interrupter.join();
+  EXPECT_TRUE(prober.interrupted());
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].id, 1u);
+  EXPECT_TRUE(results[0].ok) << results[0].error;
+  EXPECT_EQ(prober.openConnections(), 1u);
+  results = prober.probeAll({{1, Endpoint{"127.0.0.1", answering.port()}}});
+  EXPECT_FALSE(prober.interrupted());
+  ASSERT_EQ(results.size(), 1u);
+}
+
 // Nodes are probed concurrently: several silent servers cost one timeout, not one each, and a
 // refused node in the same round still fails fast with its own error.
 TEST(Prober, ProbesNodesConcurrently) {
