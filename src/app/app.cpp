@@ -5,7 +5,10 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <arpa/inet.h>
+
 #include <atomic>
+#include <cstring>
 #include <chrono>
 #include <mutex>
 #include <optional>
@@ -57,6 +60,16 @@ std::vector<discovery::Endpoint> endpoints(const config::Options& o, std::string
   std::string joined;
   for (const auto& c : o.candidates) joined += c + ",";
   return discovery::parseEndpointList(joined, error);
+}
+
+bool sameAddress(const core::SocketAddress& a, const core::SocketAddress& b) {
+  return a.length == b.length && std::memcmp(&a.storage, &b.storage, a.length) == 0;
+}
+
+std::uint16_t portOf(const core::SocketAddress& address) {
+  if (address.storage.ss_family == AF_INET6)
+    return ntohs(reinterpret_cast<const sockaddr_in6*>(&address.storage)->sin6_port);
+  return ntohs(reinterpret_cast<const sockaddr_in*>(&address.storage)->sin_port);
 }
 
 // Keys a reload cannot change in a running process.
@@ -443,7 +456,12 @@ std::vector<App::Impl::MovedListener> App::Impl::openMovedListeners(
     MovedListener listener{role, after, {}};
     std::string error;
     auto parsed = after.empty() ? std::nullopt : core::parseListenAddress(after, &error);
-    if (parsed) error = core::checkAddressFree(*parsed);
+    std::string ignored;
+    auto current = before.empty() ? std::nullopt : core::parseListenAddress(before, &ignored);
+    if (parsed && current && sameAddress(*parsed, *current)) continue;  // only spelled anew
+    // Our own listener may hold the port (wildcard to one address, or back): no exclusive check.
+    if (parsed && !(current && portOf(*parsed) == portOf(*current)))
+      error = core::checkAddressFree(*parsed);
     if (!error.empty()) parsed.reset();
     for (std::size_t i = 0; !after.empty() && i < managers.size(); ++i) {
       core::Fd fd = parsed ? core::listenOn(*parsed, 4096, &error) : core::Fd();
