@@ -106,8 +106,12 @@ Key stringKey(std::string name, std::string valueName, std::string Options::*fie
     o.*field = std::string(value);
     return "";
   };
-  return {std::move(name), std::move(valueName), std::move(description),
-          false,           set,                  [=](const Options& o) { return o.*field; }};
+  return {std::move(name),
+          std::move(valueName),
+          std::move(description),
+          false,
+          set,
+          [=](const Options& o) { return o.*field; }};
 }
 
 std::string checkHttpUrl(std::string_view url) {
@@ -260,8 +264,8 @@ std::vector<Key> buildKeys() {
       Key{"secret_user", "USER", "zalando: whose credentials Secret the probe uses", false,
           setSecretUser, [](const Options& o) { return o.secretUser; }},
       Key{"patroni_urls", "URL,...",
-          "patroni: every member's REST API, e.g. http://10.0.0.1:8008; a list or one string",
-          true, setPatroniUrls, [](const Options& o) { return joinList(o.patroniUrls); }},
+          "patroni: every member's REST API, e.g. http://10.0.0.1:8008; a list or one string", true,
+          setPatroniUrls, [](const Options& o) { return joinList(o.patroniUrls); }},
       durationKey("patroni_poll_interval", &Options::patroniPollInterval, Millis(10), minutes(1),
                   "patroni: time between two GET /cluster polls"),
       stringKey("etcd_url", "URL", &Options::etcdUrl,

@@ -2,8 +2,8 @@
 // responses for lists and chunked, optionally held-open bodies for watches.
 #pragma once
 
-#include "test_httplib.h"
 #include <unistd.h>
+#include "test_httplib.h"
 
 #include <atomic>
 #include <chrono>

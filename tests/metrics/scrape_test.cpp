@@ -106,19 +106,20 @@ TEST(Scrape, RoutingTableBecomesNodeMetrics) {
   Scrape scrape;
   addRoutingTable(scrape, twoNodeTable());
   const std::string text = scrape.text();
-  for (const char* expected : {"pgkeel_routing_table_version 7",
-                               R"(pgkeel_node_role{node="10.0.0.1:5432",role="primary"} 1)",
-                               R"(pgkeel_node_role{node="10.0.0.1:5432",role="replica"} 0)",
-                               R"(pgkeel_node_role{node="10.0.0.2:5432",role="replica"} 1)",
-                               R"(pgkeel_node_healthy{node="10.0.0.2:5432"} 1)",
-                               R"(pgkeel_node_replication_lag_bytes{node="10.0.0.2:5432"} 128)",
-                               R"(pgkeel_node_replication_lag_seconds{node="10.0.0.2:5432"} 0.5)",
-                               R"(pgkeel_node_probe_duration_seconds_bucket{node="10.0.0.2:5432",le="0.00025"} 0)",
-                               R"(pgkeel_node_probe_duration_seconds_bucket{node="10.0.0.2:5432",le="0.0005"} 1)",
-                               R"(pgkeel_node_probe_duration_seconds_bucket{node="10.0.0.2:5432",le="0.0025"} 2)",
-                               R"(pgkeel_node_probe_duration_seconds_count{node="10.0.0.2:5432"} 2)",
-                               R"(pgkeel_node_probe_duration_seconds_sum{node="10.0.0.2:5432"} 0.0023)",
-                               R"(pgkeel_node_probe_duration_seconds_count{node="10.0.0.1:5432"} 0)"})
+  for (const char* expected :
+       {"pgkeel_routing_table_version 7",
+        R"(pgkeel_node_role{node="10.0.0.1:5432",role="primary"} 1)",
+        R"(pgkeel_node_role{node="10.0.0.1:5432",role="replica"} 0)",
+        R"(pgkeel_node_role{node="10.0.0.2:5432",role="replica"} 1)",
+        R"(pgkeel_node_healthy{node="10.0.0.2:5432"} 1)",
+        R"(pgkeel_node_replication_lag_bytes{node="10.0.0.2:5432"} 128)",
+        R"(pgkeel_node_replication_lag_seconds{node="10.0.0.2:5432"} 0.5)",
+        R"(pgkeel_node_probe_duration_seconds_bucket{node="10.0.0.2:5432",le="0.00025"} 0)",
+        R"(pgkeel_node_probe_duration_seconds_bucket{node="10.0.0.2:5432",le="0.0005"} 1)",
+        R"(pgkeel_node_probe_duration_seconds_bucket{node="10.0.0.2:5432",le="0.0025"} 2)",
+        R"(pgkeel_node_probe_duration_seconds_count{node="10.0.0.2:5432"} 2)",
+        R"(pgkeel_node_probe_duration_seconds_sum{node="10.0.0.2:5432"} 0.0023)",
+        R"(pgkeel_node_probe_duration_seconds_count{node="10.0.0.1:5432"} 0)"})
     EXPECT_NE(text.find(expected), std::string::npos) << expected << "\nin\n" << text;
   EXPECT_EQ(text.find(R"(pgkeel_node_replication_lag_bytes{node="10.0.0.1:5432"})"),
             std::string::npos);
