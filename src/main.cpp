@@ -1,13 +1,19 @@
-// pgkeel's entry point: flags → config → App → run.
+// pgkeel's entry point: a subcommand (inject-webhook, drain), or flags → config → App → run.
 #include <spdlog/spdlog.h>
 
 #include <iostream>
+#include <string>
+#include <vector>
 
+#include "admin/drain_command.h"
 #include "app/app.h"
 #include "common/logging.h"
 #include "config/command_line.h"
+#include "inject/command.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int runProxy(int argc, char** argv) {
   using namespace pgkeel;
   const config::EnvLookup env = config::processEnv();
   config::ParseResult parsed = config::parseCommandLine(argc, argv, env);
@@ -23,4 +29,14 @@ int main(int argc, char** argv) {
   app::App app(
       o, [invocation = parsed.invocation, env] { return config::reloadOptions(invocation, env); });
   return app.run();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string subcommand = argc > 1 ? argv[1] : "";
+  const std::vector<std::string> rest(argv + std::min(argc, 2), argv + argc);
+  if (subcommand == "inject-webhook") return pgkeel::inject::runCommand(rest);
+  if (subcommand == "drain") return pgkeel::admin::runDrainCommand(rest);
+  return runProxy(argc, argv);
 }
