@@ -139,9 +139,9 @@ def test_admin_listen_empty_disables_it(cluster, pgkeel_factory):
     assert query(pk.port("primary"), "select 1") == "1"
 
 
-def post(pk, path: str) -> tuple[int, str]:
-    """(status, body) of POST path on pgkeel's admin port."""
-    req = urllib.request.Request(pk.admin_url(path), data=b"", method="POST")
+def post(pk, path: str, method: str = "POST") -> tuple[int, str]:
+    """(status, body) of POST (or `method`) path on pgkeel's admin port."""
+    req = urllib.request.Request(pk.admin_url(path), data=b"", method=method)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.read().decode()
@@ -192,3 +192,55 @@ def test_post_reload_keeps_config_on_error(cluster, pgkeel_factory, tmp_path):
     assert query(pk.primary_port, "select pg_is_in_recovery()") == "f"
     counts = samples(get(pk, "/metrics")[1], "pgkeel_config_reloads_total")
     assert counts == {'{result="success"}': 1.0, '{result="failure"}': 1.0}
+
+
+def test_drain_command_waits_for_sessions(cluster, pgkeel_factory, pgkeel_bin):
+    """`pgkeel drain` (a sidecar's preStop) makes /readyz fail at once and waits for the open client
+    session: exit 1 naming it when the timeout passes first, exit 0 as soon as the client leaves; new
+    clients are still served while draining; DELETE /drain makes /readyz answer again."""
+    import subprocess
+    import time
+
+    from e2e_util import one
+
+    pk = pgkeel_factory(cluster)
+    admin = f"127.0.0.1:{pk.admin_port}"
+    drain = [pgkeel_bin, "drain", "--admin", admin]
+    session = connect(pk.dsn("primary"))
+    assert one(session, "select 1") == (1,)
+
+    t0 = time.monotonic()
+    res = subprocess.run(drain + ["--timeout", "1s"], capture_output=True, text=True, timeout=15)
+    assert (res.returncode, res.stdout) == (1, f"timeout: 1 client session(s) still open on {admin} after 1s\n")
+    assert time.monotonic() - t0 >= 1.0
+    assert get(pk, "/readyz")[:2] == (503, "draining: pgkeel is shutting down\n")
+    late = connect(pk.dsn("primary"))  # still served while draining
+    assert one(late, "select 2") == (2,)
+    late.close()
+
+    waiting = subprocess.Popen(drain + ["--timeout", "20s"], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    assert waiting.poll() is None, "drain returned while a session was open"
+    session.close()
+    out, _ = waiting.communicate(timeout=10)
+    assert (waiting.returncode, out) == (0, f"drained: no client session open on {admin}\n")
+
+    status, body = post(pk, "/drain", method="DELETE")
+    assert status == 200 and json.loads(body) == {"draining": False}
+    assert get(pk, "/readyz")[0] == 200
+
+
+def test_drain_command_usage(pgkeel_bin):
+    """Bad flags exit 2 naming the flag; an admin address nobody listens on exits 1 saying so."""
+    import subprocess
+
+    from pgcluster import free_port
+
+    bad = subprocess.run([pgkeel_bin, "drain", "--timeout", "soon"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--timeout" in bad.stderr, bad.stderr
+    bad = subprocess.run([pgkeel_bin, "drain", "--bogus"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown flag --bogus" in bad.stderr, bad.stderr
+    port = free_port()
+    gone = subprocess.run([pgkeel_bin, "drain", "--admin", f"127.0.0.1:{port}", "--timeout", "1s"],
+                          capture_output=True, text=True, timeout=30)
+    assert gone.returncode == 1 and f"no answer from 127.0.0.1:{port}" in gone.stderr, gone.stderr

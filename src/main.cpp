@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "admin/drain_command.h"
 #include "app/app.h"
+#include "app/drain_command.h"
 #include "common/logging.h"
 #include "config/command_line.h"
 #include "inject/command.h"
@@ -37,6 +37,6 @@ int main(int argc, char** argv) {
   const std::string subcommand = argc > 1 ? argv[1] : "";
   const std::vector<std::string> rest(argv + std::min(argc, 2), argv + argc);
   if (subcommand == "inject-webhook") return pgkeel::inject::runCommand(rest);
-  if (subcommand == "drain") return pgkeel::admin::runDrainCommand(rest);
+  if (subcommand == "drain") return pgkeel::app::runDrainCommand(rest);
   return runProxy(argc, argv);
 }

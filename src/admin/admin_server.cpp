@@ -4,6 +4,7 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <nlohmann/json.hpp>
 
 namespace pgkeel::admin {
 namespace {
@@ -55,12 +56,47 @@ void AdminServer::route() {
     response.status = text.empty() ? 200 : 400;
     response.set_content(text.empty() ? "configuration reloaded\n" : text, "text/plain");
   });
+  routeDrain();
   server_->Get("/status", [this](const httplib::Request&, httplib::Response& response) {
     response.set_content(statusJson(*sources_.table(), sources_.process()).dump(2) + "\n",
                          "application/json");
   });
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
     response.set_content(sources_.metricsText(), "text/plain; version=0.0.4");
+  });
+}
+
+// POST /drain[?wait_ms=N]: /readyz fails from now on; the answer comes once no client session is
+// open (200) or after N ms (503, with the count). Listeners keep accepting: a client that still
+// connects is served. DELETE /drain undoes a drain asked for here (not one from SIGTERM).
+void AdminServer::routeDrain() {
+  server_->Post("/drain", [this](const httplib::Request& request, httplib::Response& response) {
+    long waitMs = 0;
+    const std::string text = request.get_param_value("wait_ms");
+    if (!text.empty() &&
+        (text.find_first_not_of("0123456789") != std::string::npos || text.size() > 9)) {
+      response.status = 400;
+      response.set_content("wait_ms: expected milliseconds, 0 to 999999999\n", "text/plain");
+      return;
+    }
+    if (!text.empty()) waitMs = std::stol(text);
+    sources_.requestDrain(true);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(waitMs);
+    std::size_t open = sources_.sessions();
+    while (open > 0 && !stopping_ && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      open = sources_.sessions();
+    }
+    response.status = open == 0 ? 200 : 503;
+    response.set_content(
+        nlohmann::json{{"draining", true}, {"sessions", open}, {"drained", open == 0}}.dump() +
+            "\n",
+        "application/json");
+  });
+  server_->Delete("/drain", [this](const httplib::Request&, httplib::Response& response) {
+    sources_.requestDrain(false);
+    response.set_content(nlohmann::json{{"draining", sources_.draining()}}.dump() + "\n",
+                         "application/json");
   });
 }
 
@@ -89,6 +125,7 @@ void AdminServer::stop() {
   // httplib's stop() does nothing until the listen loop runs: wait for it to start (or fail).
   while (!server_->is_running() && !listenReturned_)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  stopping_ = true;
   server_->stop();
   thread_.join();
 }

@@ -1,4 +1,5 @@
-// AdminServer: the HTTP endpoints /healthz /readyz /status /metrics on a thread of their own.
+// AdminServer: the HTTP endpoints /healthz /readyz /status /metrics /reload /drain on a thread of
+// their own.
 #pragma once
 
 #include <atomic>
@@ -27,6 +28,10 @@ struct AdminSources {
   std::function<bool()> draining = [] { return false; };  // /readyz fails at once while true
   // POST /reload: re-reads the configuration; returns every problem (none: reloaded).
   std::function<std::vector<std::string>()> reload = [] { return std::vector<std::string>{}; };
+  // POST /drain turns draining on (true) and DELETE /drain off (false); sessions counts the open
+  // client sessions a drain waits for.
+  std::function<void(bool)> requestDrain = [](bool) {};
+  std::function<std::size_t()> sessions = [] { return std::size_t{0}; };
 };
 
 class AdminServer {
@@ -43,12 +48,14 @@ class AdminServer {
 
  private:
   void route();
+  void routeDrain();
 
   AdminSources sources_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = 0;
   std::atomic<bool> listenReturned_{false};
+  std::atomic<bool> stopping_{false};  // ends a POST /drain that is still waiting
 };
 
 }  // namespace pgkeel::admin

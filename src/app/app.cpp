@@ -116,7 +116,8 @@ struct App::Impl {
   std::atomic<std::uint64_t> noPrimaryNanos{0};  // closed spells without a primary
   std::atomic<std::uint64_t> reloadsSucceeded{0};
   std::atomic<std::uint64_t> reloadsFailed{0};
-  std::atomic<bool> draining{false};  // SIGTERM seen: /readyz fails
+  std::atomic<bool> draining{false};        // SIGTERM seen: /readyz fails
+  std::atomic<bool> drainRequested{false};  // POST /drain (a preStop): /readyz fails
   std::mutex reloadMutex;
   std::optional<discovery::NodeId> lastPrimary;  // discovery thread only, after start
 
@@ -322,7 +323,13 @@ bool App::Impl::startAdmin() {
                               [this] { return workersProblem(); },
                               [this] { return processStatus(); }, [this] { return metricsText(); },
                               options.readyzRequiresReplica};
-  sources.draining = [this] { return draining.load(std::memory_order_relaxed); };
+  sources.draining = [this] { return draining.load() || drainRequested.load(); };
+  sources.requestDrain = [this](bool on) {
+    if (drainRequested.exchange(on) == on) return;
+    spdlog::info("drain {}: {} session(s) open", on ? "requested, /readyz fails" : "cancelled",
+                 activeSessions());
+  };
+  sources.sessions = [this] { return activeSessions(); };
   sources.reload = [this] { return onReload(); };
   admin = std::make_unique<admin::AdminServer>(std::move(sources));
   std::string error;

@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <atomic>
+#include <thread>
+
 namespace pgkeel::admin {
 namespace {
 
@@ -35,6 +38,44 @@ TEST(AdminServer, ServesTheFourEndpoints) {
   auto metrics = client.Get("/metrics");
   ASSERT_TRUE(metrics);
   EXPECT_EQ(metrics->get_header_value("Content-Type"), "text/plain; version=0.0.4");
+  server.stop();
+}
+
+// POST /drain turns draining on and answers once no session is open, or 503 with the count when
+// wait_ms passes first; a bad wait_ms is 400; DELETE /drain turns it off.
+TEST(AdminServer, DrainWaitsForSessions) {
+  std::atomic<bool> draining{false};
+  std::atomic<std::size_t> open{1};
+  AdminSources s = sources(std::make_shared<const discovery::RoutingTable>());
+  s.draining = [&] { return draining.load(); };
+  s.requestDrain = [&](bool on) { draining = on; };
+  s.sessions = [&] { return open.load(); };
+  AdminServer server(std::move(s));
+  std::string error;
+  ASSERT_TRUE(server.start("127.0.0.1:0", &error)) << error;
+  httplib::Client client("127.0.0.1", server.port());
+  auto bad = client.Post("/drain?wait_ms=soon");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_FALSE(draining);
+  auto timedOut = client.Post("/drain?wait_ms=50");
+  ASSERT_TRUE(timedOut);
+  EXPECT_EQ(timedOut->status, 503);
+  EXPECT_EQ(nlohmann::json::parse(timedOut->body)["sessions"], 1);
+  EXPECT_TRUE(draining);
+  EXPECT_EQ(client.Get("/readyz")->status, 503);
+  std::thread leave([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    open = 0;
+  });
+  auto drained = client.Post("/drain?wait_ms=10000");
+  leave.join();
+  ASSERT_TRUE(drained);
+  EXPECT_EQ(drained->status, 200);
+  EXPECT_EQ(nlohmann::json::parse(drained->body)["drained"], true);
+  auto undo = client.Delete("/drain");
+  ASSERT_TRUE(undo);
+  EXPECT_FALSE(draining);
   server.stop();
 }
 
