@@ -10,6 +10,9 @@ cmake --build build -j"$(nproc)"
 echo "== unit tests"
 ctest --test-dir build --output-on-failure -j"$(nproc)"
 
+echo "== the image's runtime stage has every library pgkeel needs (ldd)"
+/usr/bin/python3 scripts/check-runtime-libs.py build/pgkeel | tail -1
+
 echo "== fuzz (start-up parser and backend scanner)"
 bash scripts/fuzz.sh "${PGKEEL_FUZZ_SECONDS:-20}"
 
