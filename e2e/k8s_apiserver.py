@@ -3,8 +3,11 @@
 list and watch with selectors and bookmarks, 410s and failures on demand, bearer tokens, TLS.
 
 It serves the kinds pgkeel's discovery reads (pods, configmaps, endpoints, secrets, coordination.k8s.io leases,
-CloudNativePG `clusters` and Zalando `postgresqls`; all namespaced, with all-namespaces collections too), well
-enough for the real kubectl (v1.32) and for pgkeel's own list/watch client. In-process, from pytest fixtures:
+CloudNativePG `clusters` and Zalando `postgresqls`) and the kinds pgkeel's Helm chart and manifests create
+(`RESOURCES`: serviceaccounts, services, deployments, PDBs, HPAs, RBAC, webhook configurations, Prometheus
+monitors, cert-manager certificates and issuers, namespaces; cluster-scoped ones at /apis/<g>/<v>/<plural>/<name>,
+namespaced ones with all-namespaces collections too), well enough for the real kubectl (v1.32: get, apply,
+apply --server-side, delete...) and for pgkeel's own list/watch client. In-process, from pytest fixtures:
 
     srv = K8sApiServer(port=0, token_file=None, tls_cert=None, tls_key=None, bookmark_interval=1.0).start()
     srv.url; srv.port; srv.write_kubeconfig(path, namespace="db", use_token_file=False)
@@ -37,7 +40,10 @@ expire()); label changes across the selector become ADDED / DELETED; BOOKMARKs e
 allowed; a clean end after timeoutSeconds; from an expired RV one ERROR 410 event and the end.
 
 Simpler than the real server, on purpose:
-* every write is admitted: no RBAC, schema validation or admission; every namespace exists;
+* every write is admitted: no RBAC, schema validation, defaulting or admission (a Service gets no clusterIP; the
+  only changes made are a Secret's stringData moving into data, and a new Pod's or Namespace's status);
+* an object may be written in any namespace; a namespace that holds objects reads as existing (GET) even if no
+  Namespace was created for it (a write to it then stores it); deleting a Namespace deletes nothing else;
 * a LIST (every page of it, too) reads the current state; `resourceVersion` on a LIST is ignored;
 * a strategic merge patch is applied as a JSON merge patch: **lists are replaced, never merged by key**,
   and the `$setElementOrder`/`$retainKeys`/`$deleteFromPrimitiveList` directives are dropped
@@ -90,7 +96,7 @@ from urllib.parse import parse_qs, urlsplit
 
 @dataclass(frozen=True)
 class ResourceType:
-    """One namespaced resource: where it lives in the API and how the server treats it."""
+    """One resource: where it lives in the API and how the server treats it."""
     group: str
     version: str
     plural: str
@@ -100,6 +106,8 @@ class ResourceType:
     status: bool = False          # has a /status subresource: main writes keep status, status writes keep the rest
     custom: bool = False          # a custom resource: list items keep kind/apiVersion, metadata.generation is kept
     fields: tuple[str, ...] = ()  # field-selector keys besides metadata.name and metadata.namespace
+    namespaced: bool = True       # False: cluster-scoped, at /apis/<group>/<version>/<plural>/<name>
+    generation: bool = False      # metadata.generation counts spec changes (always for custom resources)
 
     @property
     def api_version(self) -> str:
@@ -114,15 +122,39 @@ class ResourceType:
 POD_FIELDS = ("spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName",
               "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName")
 
+R, RBAC, ADMISSION = ResourceType, "rbac.authorization.k8s.io", "admissionregistration.k8s.io"
 RESOURCES = (
-    ResourceType("", "v1", "pods", "Pod", "pod", ("po",), status=True, fields=POD_FIELDS),
-    ResourceType("", "v1", "configmaps", "ConfigMap", "configmap", ("cm",)),
-    ResourceType("", "v1", "endpoints", "Endpoints", "endpoints", ("ep",)),
-    ResourceType("", "v1", "secrets", "Secret", "secret", fields=("type",)),
-    ResourceType("coordination.k8s.io", "v1", "leases", "Lease", "lease"),
-    ResourceType("postgresql.cnpg.io", "v1", "clusters", "Cluster", "cluster", status=True, custom=True),
-    ResourceType("acid.zalan.do", "v1", "postgresqls", "postgresql", "postgresql", ("pg",), status=True,
-                 custom=True),
+    R("", "v1", "pods", "Pod", "pod", ("po",), status=True, fields=POD_FIELDS),
+    R("", "v1", "configmaps", "ConfigMap", "configmap", ("cm",)),
+    R("", "v1", "endpoints", "Endpoints", "endpoints", ("ep",)),
+    R("", "v1", "secrets", "Secret", "secret", fields=("type",)),
+    R("", "v1", "serviceaccounts", "ServiceAccount", "serviceaccount", ("sa",)),
+    R("", "v1", "services", "Service", "service", ("svc",), status=True),
+    R("", "v1", "namespaces", "Namespace", "namespace", ("ns",), status=True, fields=("status.phase",),
+      namespaced=False),
+    R("apps", "v1", "deployments", "Deployment", "deployment", ("deploy",), status=True, generation=True),
+    R("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", "poddisruptionbudget", ("pdb",), status=True,
+      generation=True),
+    R("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", "horizontalpodautoscaler",
+      ("hpa",), status=True),
+    R("coordination.k8s.io", "v1", "leases", "Lease", "lease"),
+    R(RBAC, "v1", "roles", "Role", "role"),
+    R(RBAC, "v1", "rolebindings", "RoleBinding", "rolebinding"),
+    R(RBAC, "v1", "clusterroles", "ClusterRole", "clusterrole", namespaced=False),
+    R(RBAC, "v1", "clusterrolebindings", "ClusterRoleBinding", "clusterrolebinding", namespaced=False),
+    R(ADMISSION, "v1", "mutatingwebhookconfigurations", "MutatingWebhookConfiguration",
+      "mutatingwebhookconfiguration", namespaced=False, generation=True),
+    R(ADMISSION, "v1", "validatingwebhookconfigurations", "ValidatingWebhookConfiguration",
+      "validatingwebhookconfiguration", namespaced=False, generation=True),
+    R("postgresql.cnpg.io", "v1", "clusters", "Cluster", "cluster", status=True, custom=True),
+    R("acid.zalan.do", "v1", "postgresqls", "postgresql", "postgresql", ("pg",), status=True, custom=True),
+    R("monitoring.coreos.com", "v1", "servicemonitors", "ServiceMonitor", "servicemonitor", ("smon",), custom=True),
+    R("monitoring.coreos.com", "v1", "podmonitors", "PodMonitor", "podmonitor", ("pmon",), custom=True),
+    R("cert-manager.io", "v1", "certificates", "Certificate", "certificate", ("cert", "certs"), status=True,
+      custom=True),
+    R("cert-manager.io", "v1", "issuers", "Issuer", "issuer", status=True, custom=True),
+    R("cert-manager.io", "v1", "clusterissuers", "ClusterIssuer", "clusterissuer", status=True, custom=True,
+      namespaced=False),
 )
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
@@ -446,9 +478,10 @@ class Store:
 
     @staticmethod
     def _key(rt, ns, name):
-        return (rt.qualified, ns, name)
+        return (rt.qualified, ns if rt.namespaced else "", name)
 
     def get(self, rt: ResourceType, ns: str, name: str) -> dict:
+        """The object (a cluster-scoped kind ignores `ns`, here and in every method below)."""
         with self.cond:
             obj = self.objects.get(self._key(rt, ns, name))
             if obj is None:
@@ -457,14 +490,16 @@ class Store:
 
     def list(self, rt: ResourceType, ns: str | None, match) -> tuple[list[dict], int]:
         """Matching objects ordered by (namespace, name), and the RV the list was read at."""
+        ns = ns if rt.namespaced else None
         with self.cond:
             items = [copy.deepcopy(obj) for (q, ons, _), obj in self.objects.items()
                      if q == rt.qualified and ns in (None, ons) and match(obj)]
             rv = self.rv
-        items.sort(key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
+        items.sort(key=_sort_key)
         return items, rv
 
     def _commit(self, rt: ResourceType, ns: str, etype: str, obj: dict, prev: dict | None) -> dict:
+        ns = ns if rt.namespaced else ""
         self.rv += 1
         obj["metadata"]["resourceVersion"] = str(self.rv)
         key = self._key(rt, ns, obj["metadata"]["name"])
@@ -482,24 +517,32 @@ class Store:
         obj = copy.deepcopy(obj)
         md = obj.setdefault("metadata", {})
         _check_kind(rt, obj)
-        if md.get("namespace") not in (None, "", ns):
+        if not rt.namespaced:
+            ns = ""
+            md.pop("namespace", None)   # the real server clears it too
+        elif md.get("namespace") not in (None, "", ns):
             raise ApiError(400, "the namespace of the provided object does not match the namespace sent on "
                            "the request")
         if not md.get("name") and md.get("generateName"):
             md["name"] = md["generateName"] + "".join(random.choices("bcdfghjklmnpqrstvwxz2456789", k=5))
         if not md.get("name"):
             raise ApiError(422, "metadata.name: Required value: name or generateName is required")
-        md["namespace"] = ns
+        if rt.namespaced:
+            md["namespace"] = ns
         md["uid"] = str(uuid.uuid4())
         md.pop("resourceVersion", None)
         if not (seed and md.get("creationTimestamp")):
             md["creationTimestamp"] = now_timestamp()
-        if rt.custom and not (seed and md.get("generation")):
+        if (rt.custom or rt.generation) and not (seed and md.get("generation")):
             md["generation"] = 1
         if rt.status and not seed:
             obj.pop("status", None)
-            if rt.kind == "Pod":
-                obj["status"] = {"phase": "Pending"}
+            if rt.kind in INITIAL_STATUS:
+                obj["status"] = copy.deepcopy(INITIAL_STATUS[rt.kind])
+        if rt.kind == "Namespace":
+            md.setdefault("labels", {})["kubernetes.io/metadata.name"] = md["name"]
+            obj.setdefault("spec", {"finalizers": ["kubernetes"]})
+        _normalize(rt, obj)
         with self.cond:
             if self._key(rt, ns, md["name"]) in self.objects:
                 raise ApiError(409, f'{rt.qualified} "{md["name"]}" already exists', "AlreadyExists",
@@ -552,6 +595,11 @@ class Store:
                 return gone
             return self._commit(rt, ns, "DELETED", gone, old)
 
+    def implicit_namespace(self, name: str) -> bool:
+        """True when objects live in namespace `name` but no Namespace object was created for it."""
+        with self.cond:
+            return ("namespaces", "", name) not in self.objects and any(ns == name for _, ns, _ in self.objects)
+
     def events_after(self, rv: int) -> list[Event]:
         """History after `rv` (call with cond held)."""
         return self.history[bisect.bisect_right(self.history_rvs, rv):]
@@ -590,12 +638,39 @@ def _admit_update(rt: ResourceType, old: dict, new: dict, mode: str) -> dict:
         else:
             result.pop("status", None)
     md, old_md = result.setdefault("metadata", {}), old["metadata"]
+    if not rt.namespaced:
+        md.pop("namespace", None)
     for key in ("name", "namespace", "uid", "creationTimestamp", "resourceVersion", "generation"):
         if key in old_md:
             md[key] = old_md[key]
-    if rt.custom and _spec_part(result) != _spec_part(old):
+    _normalize(rt, result)
+    if (rt.custom or rt.generation) and _spec_part(result) != _spec_part(old):
         md["generation"] = old_md.get("generation", 0) + 1
     return result
+
+
+INITIAL_STATUS = {"Pod": {"phase": "Pending"}, "Namespace": {"phase": "Active"}}
+
+
+def _normalize(rt: ResourceType, obj: dict) -> None:
+    """What the real server changes in a written object: a Secret's stringData goes into data (base64)."""
+    if rt.kind == "Secret" and isinstance(obj.get("stringData"), dict):
+        data = obj.get("data") if isinstance(obj.get("data"), dict) else {}
+        for key, value in obj.pop("stringData").items():
+            data[key] = base64.b64encode(str(value).encode()).decode()
+        obj["data"] = data
+
+
+def _sort_key(obj: dict) -> tuple[str, str]:
+    md = obj["metadata"]
+    return md.get("namespace", ""), md["name"]
+
+
+def implicit_namespace(name: str) -> dict:
+    """What a GET shows of a namespace that holds objects but was never created (a write to it stores this first)."""
+    return {"kind": "Namespace", "apiVersion": "v1",
+            "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
+            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -656,6 +731,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "k8s-apiserver-stand-in"
     timeout = 600  # idle keep-alive connections are closed after this
+    disable_nagle_algorithm = True  # headers and body are two writes: no 40 ms wait for the peer's delayed ACK
 
     def log_message(self, fmt, *args):
         if self.server.api.verbose:
@@ -747,11 +823,6 @@ class _Handler(BaseHTTPRequestHandler):
         doc = api._discovery(path.rstrip("/") or "/", self.headers.get("Host", ""))
         if doc is not None and method == "GET":
             return self._send_json(200, doc)
-        segs = [s for s in path.split("/") if s]
-        if method == "GET" and len(segs) == 4 and segs[:3] == ["api", "v1", "namespaces"]:
-            # every namespace exists (kubectl apply reads the object's namespace before creating it)
-            return self._send_json(200, {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": segs[3]},
-                                         "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}})
         target = _parse_resource_path(path)
         if target is None:
             raise ApiError(404, "the server could not find the requested resource")
@@ -764,15 +835,15 @@ class _Handler(BaseHTTPRequestHandler):
         if watch:
             raise ApiError(405, "only GET may watch")
         dry_run = "dryRun" in query
+        implicit = rt.kind == "Namespace" and name and not sub and api.store.implicit_namespace(name)
         if method == "GET" and name:
-            obj = api.store.get(rt, ns, name)
-            return self._send_json(200, obj)
+            return self._send_json(200, implicit_namespace(name) if implicit else api.store.get(rt, ns, name))
         if method == "GET":
             return self._list(rt, ns, query)
         if method == "POST" and not name:
             obj = _decode(body)
-            return self._send_json(201, api.store.create(rt, ns or obj.get("metadata", {}).get("namespace")
-                                                         or "default", obj, dry_run=dry_run))
+            ns = (ns or (obj.get("metadata") or {}).get("namespace") or "default") if rt.namespaced else ""
+            return self._send_json(201, api.store.create(rt, ns, obj, dry_run=dry_run))
         if method == "DELETE" and not name:
             return self._delete_collection(rt, ns, query, dry_run)
         if not name:
@@ -780,9 +851,10 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "PUT":
             obj = _decode(body)
             return self._send_json(200, api.store.update(rt, ns, name, lambda _old: obj, dry_run=dry_run,
-                                                         mode="status" if sub else "main"))
+                                                         mode="status" if sub else "main",
+                                                         create=(lambda: obj) if implicit else None))
         if method == "PATCH":
-            return self._patch(rt, ns, name, sub, body, dry_run)
+            return self._patch(rt, ns, name, sub, body, dry_run, implicit)
         if method == "DELETE":
             options = _decode(body) if body.strip() else {}
             result = api.store.delete(rt, ns, name, dry_run=dry_run,
@@ -814,12 +886,12 @@ class _Handler(BaseHTTPRequestHandler):
                                "that were created, modified, or deleted between the time the first chunk was "
                                "returned and now may show up in the list.")
             rv = list_rv
-            items = [o for o in items if (o["metadata"]["namespace"], o["metadata"]["name"]) > start]
+            items = [o for o in items if _sort_key(o) > start]
         metadata: dict = {"resourceVersion": str(rv)}
         limit = int(_number(query, "limit", 0))
         if 0 < limit < len(items):
             items, rest = items[:limit], len(items) - limit
-            last = (items[-1]["metadata"]["namespace"], items[-1]["metadata"]["name"])
+            last = _sort_key(items[-1])
             token = json.dumps({"rv": rv, "start": last}, separators=(",", ":")).encode()
             metadata["continue"] = base64.urlsafe_b64encode(token).decode().rstrip("=")
             metadata["remainingItemCount"] = rest
@@ -830,7 +902,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, {"kind": f"{rt.kind}List", "apiVersion": rt.api_version, "metadata": metadata,
                               "items": items})
 
-    def _patch(self, rt: ResourceType, ns: str, name: str, sub: str | None, body: bytes, dry_run: bool) -> None:
+    def _patch(self, rt: ResourceType, ns: str, name: str, sub: str | None, body: bytes, dry_run: bool,
+               implicit: bool = False) -> None:
         ctype = self.headers.get("Content-Type", "").split(";")[0].strip()
         mode = "status" if sub else "main"
         create = None
@@ -849,6 +922,8 @@ class _Handler(BaseHTTPRequestHandler):
                            "include: application/json-patch+json, application/merge-patch+json, "
                            "application/apply-patch+yaml" + ("" if rt.custom else
                                                             ", application/strategic-merge-patch+json"))
+        if implicit and create is None:  # a namespace nobody created: patch the one reads show
+            create = lambda: apply(implicit_namespace(name), patch)  # noqa: E731
         store = self.server.api.store
         result = store.update(rt, ns, name, lambda old: apply(old, patch), mode=mode, dry_run=dry_run,
                               create=create)
@@ -860,8 +935,8 @@ class _Handler(BaseHTTPRequestHandler):
         deleted = []
         for obj in items:
             try:
-                deleted.append(store.delete(rt, obj["metadata"]["namespace"], obj["metadata"]["name"],
-                                            dry_run=dry_run))
+                ons, name = _sort_key(obj)
+                deleted.append(store.delete(rt, ons, name, dry_run=dry_run))
             except ApiError:
                 pass  # deleted meanwhile
         _, rv = store.list(rt, ns, lambda _o: False)
@@ -985,15 +1060,20 @@ def _parse_resource_path(path: str):
         return None
     watch = rest[:1] == ["watch"]
     rest = rest[1:] if watch else rest
+
+    def lookup(plural):
+        return next((r for r in RESOURCES if (r.group, r.version, r.plural) == (group, version, plural)), None)
     ns = None
-    if len(rest) >= 3 and rest[0] == "namespaces":
-        ns, rest = rest[1], rest[2:]
+    if len(rest) >= 3 and rest[0] == "namespaces" and getattr(lookup(rest[2]), "namespaced", False):
+        ns, rest = rest[1], rest[2:]   # not /api/v1/namespaces/<name>/status
     if not 1 <= len(rest) <= 3:
         return None
-    rt = next((r for r in RESOURCES if (r.group, r.version, r.plural) == (group, version, rest[0])), None)
+    rt = lookup(rest[0])
     name = rest[1] if len(rest) > 1 else None
     sub = rest[2] if len(rest) > 2 else None
-    if rt is None or (name and ns is None) or sub not in (None, "status") or (sub and not rt.status):
+    if rt is None or sub not in (None, "status") or (sub and not rt.status):
+        return None
+    if (rt.namespaced and name and ns is None) or (not rt.namespaced and ns is not None):
         return None
     return rt, ns, name, sub, watch
 
@@ -1128,10 +1208,11 @@ class K8sApiServer:
         resourceVersion and uid are replaced by new ones. Returns the stored object."""
         rt = resource_for(obj.get("apiVersion", ""), obj.get("kind", ""))
         md = obj.get("metadata", {})
-        ns = namespace or md.get("namespace") or "default"
+        ns = (namespace or md.get("namespace") or "default") if rt.namespaced else ""
         fresh = copy.deepcopy(obj)
-        fresh["metadata"] = {k: v for k, v in md.items() if k not in ("resourceVersion", "uid")}
-        fresh["metadata"]["namespace"] = ns
+        fresh["metadata"] = {k: v for k, v in md.items() if k not in ("resourceVersion", "uid", "namespace")}
+        if rt.namespaced:
+            fresh["metadata"]["namespace"] = ns
         return self.store.update(rt, ns, md.get("name", ""), lambda _old: fresh, mode="seed",
                                  create=lambda: fresh)
 
@@ -1340,19 +1421,21 @@ def _openapi_v3(rts: list[ResourceType]) -> dict:
     paths = {}
     for rt in rts:
         gvk = {"group": rt.group, "version": rt.version, "kind": rt.kind}
-        paths[f"{_api_root(rt)}/namespaces/{{namespace}}/{rt.plural}/{{name}}"] = {"patch": {
+        scope = "/namespaces/{namespace}" if rt.namespaced else ""
+        paths[f"{_api_root(rt)}{scope}/{rt.plural}/{{name}}"] = {"patch": {
             "x-kubernetes-group-version-kind": gvk, "responses": {"200": {"description": "OK"}},
             "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}]}}
     return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"}, "paths": paths}
 
 
 def _resource_docs(rt: ResourceType) -> list[dict]:
-    doc = {"name": rt.plural, "singularName": rt.singular, "namespaced": True, "kind": rt.kind, "verbs": VERBS}
+    doc = {"name": rt.plural, "singularName": rt.singular, "namespaced": rt.namespaced, "kind": rt.kind,
+           "verbs": VERBS}
     if rt.short_names:
         doc["shortNames"] = list(rt.short_names)
     docs = [doc]
     if rt.status:
-        docs.append({"name": f"{rt.plural}/status", "singularName": "", "namespaced": True, "kind": rt.kind,
+        docs.append({"name": f"{rt.plural}/status", "singularName": "", "namespaced": rt.namespaced, "kind": rt.kind,
                      "verbs": ["get", "patch", "update"]})
     return docs
 
@@ -1383,6 +1466,9 @@ def main(argv: list[str] | None = None) -> int:
                        watch_timeout=args.watch_timeout, verbose=args.verbose)
     for path in args.load:
         srv.load_file(path)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # before serving: a caller may stop us at once
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     srv.start()
     if args.kubeconfig:
         srv.write_kubeconfig(args.kubeconfig, args.namespace)
@@ -1391,9 +1477,6 @@ def main(argv: list[str] | None = None) -> int:
             f.write(f"{srv.port}\n")
         os.replace(args.port_file + ".tmp", args.port_file)  # readers never see a half-written file
     print(json.dumps({"port": srv.port, "url": srv.url}), flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
     srv.stop()
     return 0

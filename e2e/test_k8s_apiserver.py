@@ -145,9 +145,17 @@ def test_discovery_documents(srv):
     discovery is asked for (the client falls back); /openapi/v3 says PATCH takes fieldValidation."""
     assert request(srv, "GET", "/api")[2]["versions"] == ["v1"]
     core = request(srv, "GET", "/api/v1")[2]
-    assert {r["name"] for r in core["resources"]} == {"pods", "pods/status", "configmaps", "endpoints", "secrets"}
+    assert {r["name"] for r in core["resources"]} == {
+        "pods", "pods/status", "configmaps", "endpoints", "secrets", "serviceaccounts", "services", "services/status",
+        "namespaces", "namespaces/status"}
+    assert {r["name"]: r["namespaced"] for r in core["resources"]}["namespaces"] is False
     groups = {g["name"] for g in request(srv, "GET", "/apis")[2]["groups"]}
-    assert groups == {"postgresql.cnpg.io", "acid.zalan.do", "coordination.k8s.io"}
+    assert groups == {"postgresql.cnpg.io", "acid.zalan.do", "coordination.k8s.io", "apps", "policy", "autoscaling",
+                      "rbac.authorization.k8s.io", "admissionregistration.k8s.io", "monitoring.coreos.com",
+                      "cert-manager.io"}
+    assert request(srv, "GET", "/apis/autoscaling")[2]["preferredVersion"]["groupVersion"] == "autoscaling/v2"
+    rbac = {r["name"]: r["namespaced"] for r in request(srv, "GET", "/apis/rbac.authorization.k8s.io/v1")[2]["resources"]}
+    assert rbac == {"roles": True, "rolebindings": True, "clusterroles": False, "clusterrolebindings": False}
     zalando = request(srv, "GET", "/apis/acid.zalan.do/v1")[2]["resources"]
     assert zalando[0]["kind"] == "postgresql" and zalando[0]["shortNames"] == ["pg"] and "watch" in zalando[0]["verbs"]
     aggregated = {"Accept": "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"}
@@ -158,6 +166,9 @@ def test_discovery_documents(srv):
     patch = request(srv, "GET", "/openapi/v3/api/v1")[2]["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"]
     assert patch["x-kubernetes-group-version-kind"]["kind"] == "Pod"
     assert [p["name"] for p in patch["parameters"]] == ["fieldValidation"]
+    rbac_paths = request(srv, "GET", "/openapi/v3/apis/rbac.authorization.k8s.io/v1")[2]["paths"]
+    assert "/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}" in rbac_paths  # cluster-scoped: no namespace
+    assert "/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/roles/{name}" in rbac_paths
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -218,6 +229,66 @@ def test_kubectl_server_side_apply(kubectl, srv, tmp_path):
     path.write_text(json.dumps(cm))
     assert "serverside-applied" in kubectl.run("apply", "--server-side", "-f", str(path)).stdout
     assert srv.get("configmaps", "settings", "db")["data"] == {"mode": "b"}
+
+
+@needs_kubectl
+def test_kubectl_apply_packaging_kinds(kubectl, srv, tmp_path):
+    """kubectl apply -f (client-side, then again, then --server-side), get -f and delete -f work for every kind
+    pgkeel's chart and manifests produce, cluster-scoped ones (Namespace, ClusterRole(Binding),
+    MutatingWebhookConfiguration) at their cluster paths; a second client-side apply changes nothing."""
+    objs = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "pgkeel"}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "pk"}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "pk"},
+         "spec": {"selector": {"app": "pk"}, "ports": [{"name": "primary", "port": 6432}]}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "pk"},
+         "spec": {"selector": {"matchLabels": {"app": "pk"}}, "template": {
+             "metadata": {"labels": {"app": "pk"}},
+             "spec": {"containers": [{"name": "pgkeel", "image": "ghcr.io/pgkeel/pgkeel:0.1.0"}]}}}},
+        {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "pk"},
+         "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "pk"},
+                  "maxReplicas": 3}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "pk"},
+         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "pgkeel"},
+         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "pgkeel"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "pgkeel"},
+         "subjects": [{"kind": "ServiceAccount", "name": "pk", "namespace": "db"}]},
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+         "metadata": {"name": "pgkeel"}, "webhooks": [{
+             "name": "inject.pgkeel.io", "failurePolicy": "Fail", "sideEffects": "None",
+             "admissionReviewVersions": ["v1"], "clientConfig": {"service": {"name": "pk", "namespace": "db"}}}]},
+        {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor", "metadata": {"name": "pk"},
+         "spec": {"selector": {}, "endpoints": [{"port": "admin"}]}},
+        {"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "pk"},
+         "spec": {"secretName": "pk-tls", "issuerRef": {"name": "pk"}}},
+    ]
+    path = tmp_path / "objs.yaml"
+    path.write_text("".join(f"---\n{json.dumps(o)}\n" for o in objs))  # YAML documents
+    out = kubectl.run("apply", "-f", str(path)).stdout
+    assert out.count(" created") == len(objs), out
+    assert "mutatingwebhookconfiguration.admissionregistration.k8s.io/pgkeel created" in out
+    assert kubectl.run("apply", "-f", str(path)).stdout.count(" unchanged") == len(objs)
+    webhook = srv.get("mutatingwebhookconfigurations", "pgkeel")
+    assert webhook["webhooks"][0]["failurePolicy"] == "Fail" and "namespace" not in webhook["metadata"]
+    assert srv.get("clusterroles", "pgkeel")["rules"][0]["verbs"] == ["list"]
+    assert srv.get("deployments", "pk", "db")["metadata"]["generation"] == 1
+    assert srv.get("namespaces", "pgkeel")["status"] == {"phase": "Active"}
+    got = kubectl.json("get", "-f", str(path))["items"]
+    assert [o["kind"] for o in got] == [o["kind"] for o in objs]
+    assert got[3]["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/pgkeel/pgkeel:0.1.0"
+    assert kubectl.names("get", "clusterroles,mutatingwebhookconfigurations") == [
+        "clusterrole.rbac.authorization.k8s.io/pgkeel",
+        "mutatingwebhookconfiguration.admissionregistration.k8s.io/pgkeel"]
+    objs[8]["webhooks"][0]["failurePolicy"] = "Ignore"
+    path.write_text("".join(f"---\n{json.dumps(o)}\n" for o in objs))  # YAML documents
+    out = kubectl.run("apply", "--server-side", "-f", str(path)).stdout
+    assert out.count("serverside-applied") == len(objs)
+    assert srv.get("mutatingwebhookconfigurations", "pgkeel")["webhooks"][0]["failurePolicy"] == "Ignore"
+    assert srv.get("mutatingwebhookconfigurations", "pgkeel")["metadata"]["generation"] == 2
+    kubectl.run("delete", "-f", str(path))
+    assert srv.get("clusterrolebindings", "pgkeel") is None and srv.get("serviceaccounts", "pk", "db") is None
 
 
 @needs_kubectl
@@ -324,6 +395,60 @@ def test_kubectl_over_tls_with_rotating_token(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------------
 # Raw HTTP: list, writes, patches
+
+
+def test_cluster_scoped_resources(srv):
+    """A cluster-scoped kind lives at /apis/<group>/<version>/<plural>/<name> (a namespace in the body is cleared,
+    a namespaced path is 404); list, watch, patch and delete work there. A namespaced kind needs its namespace."""
+    crb = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
+    body = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": "b1", "namespace": "db"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "r"}}
+    rv = srv.resource_version
+    status, _, created = request(srv, "POST", crb, body)
+    assert status == 201 and "namespace" not in created["metadata"]
+    assert request(srv, "GET", f"{crb}/b1")[2]["roleRef"]["name"] == "r"
+    assert request(srv, "GET", "/apis/rbac.authorization.k8s.io/v1/namespaces/db/clusterrolebindings/b1")[0] == 404
+    assert request(srv, "GET", "/apis/rbac.authorization.k8s.io/v1/roles/b1")[0] == 404
+    merge = {"Content-Type": "application/merge-patch+json"}
+    _, _, patched = request(srv, "PATCH", f"{crb}/b1", {"subjects": [{"kind": "User", "name": "u"}]}, merge)
+    assert patched["subjects"] == [{"kind": "User", "name": "u"}]
+    listed = request(srv, "GET", crb)[2]
+    assert listed["kind"] == "ClusterRoleBindingList" and [i["metadata"]["name"] for i in listed["items"]] == ["b1"]
+    assert request(srv, "DELETE", f"{crb}/b1")[0] == 200
+    events = WatchStream(srv, f"{crb}?watch=1&resourceVersion={rv}&timeoutSeconds=1").read_all()
+    assert [e["type"] for e in events] == ["ADDED", "MODIFIED", "DELETED"]
+    assert request(srv, "GET", f"{crb}/b1")[0] == 404
+    srv.apply({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+               "metadata": {"name": "w", "namespace": "ignored"}})
+    assert "namespace" not in srv.get("mutatingwebhookconfigurations", "w", "anything")["metadata"]
+
+
+def test_namespaces(srv):
+    """A namespace that holds objects reads as existing without a Namespace object (kubectl's error messages ask);
+    an empty, never created one is 404; a created one gets phase Active and its name label; a write to an
+    implicit one stores it; /api/v1/namespaces/<name>/status is its status subresource; Secret stringData is
+    stored as data, as the real server does."""
+    status, _, implicit = request(srv, "GET", "/api/v1/namespaces/db")
+    assert status == 200 and implicit["status"]["phase"] == "Active"
+    assert request(srv, "GET", "/api/v1/namespaces/nowhere")[0] == 404
+    assert request(srv, "GET", "/api/v1/namespaces")[2]["items"] == []
+    status, _, ns = request(srv, "POST", "/api/v1/namespaces",
+                            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}})
+    assert status == 201 and ns["status"] == {"phase": "Active"}
+    assert ns["metadata"]["labels"] == {"kubernetes.io/metadata.name": "apps"}
+    _, _, st = request(srv, "PATCH", "/api/v1/namespaces/apps/status", {"status": {"phase": "Terminating"}},
+                       {"Content-Type": "application/merge-patch+json"})
+    assert st["status"]["phase"] == "Terminating"
+    status, _, db = request(srv, "PATCH", "/api/v1/namespaces/db", {"metadata": {"labels": {"team": "a"}}},
+                            {"Content-Type": "application/strategic-merge-patch+json"})
+    assert status == 200 and db["metadata"]["labels"]["team"] == "a" and db["metadata"]["uid"]
+    names = [i["metadata"]["name"] for i in request(srv, "GET", "/api/v1/namespaces")[2]["items"]]
+    assert names == ["apps", "db"]
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"a": "eA=="},
+              "stringData": {"b": "hello"}}
+    _, _, created = request(srv, "POST", "/api/v1/namespaces/apps/secrets", secret)
+    assert created["data"] == {"a": "eA==", "b": "aGVsbG8="} and "stringData" not in created
 
 
 def test_keep_alive_pagination_and_expired_continue(srv):
