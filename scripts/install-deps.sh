@@ -6,7 +6,7 @@ BUILD=(build-essential cmake pkg-config git ca-certificates)
 LIBS=(libssl-dev libpq-dev libpg-query-dev libcpp-httplib-dev nlohmann-json3-dev prometheus-cpp-dev
       libspdlog-dev libfmt-dev libyaml-cpp-dev libgtest-dev libgmock-dev)
 POSTGRES=(postgresql-15 postgresql-client-15 postgresql-contrib)
-TEST=(python3 python3-pytest python3-psycopg2 python3-jsonpatch nodejs clang libclang-rt-14-dev openssl procps iproute2 curl debootstrap
+TEST=(python3 python3-pytest python3-psycopg2 python3-jsonpatch python3-yaml nodejs clang libclang-rt-14-dev openssl procps iproute2 curl debootstrap
       patroni etcd-server etcd-client)
 BENCH=(pgbouncer haproxy gnuplot-nox)
 
