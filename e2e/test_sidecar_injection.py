@@ -9,7 +9,6 @@ command drains: it waits for the open session and returns once it ends."""
 from __future__ import annotations
 
 import base64
-import json
 import signal
 import subprocess
 import time
@@ -17,11 +16,10 @@ import urllib.error
 import urllib.request
 
 import psycopg2
-import pytest
 import yaml
 
 from pgcluster import REPO_ROOT, client_env, free_ports, wait_until
-from test_helm_chart import helm  # noqa: F401  (fixture)
+from helm_util import helm  # noqa: F401  (fixture)
 from test_inject_webhook import Webhook, app_pod, applied, make_pki, mutate, review_for, sidecars
 from test_k8s_discovery import HOSTS, apiserver, cnpg_objects, pod_cluster  # noqa: F401  (fixtures)
 
