@@ -73,7 +73,8 @@ class Webhook:
         self.port = free_port()
         self.log_path = workdir / "webhook.log"
         self.cmd = [binary, "inject-webhook", "--listen", f"127.0.0.1:{self.port}", "--tls-cert", str(self.cert),
-                    "--tls-key", str(self.key), "--sidecar-config", str(self.config), "--log-level", "debug"]
+                    "--tls-key", str(self.key), "--sidecar-config", str(self.config), "--log-level", "debug",
+                    "--drain-delay", "0s"]
         self.proc: subprocess.Popen | None = None
 
     def start(self, ca: Path) -> "Webhook":
@@ -390,3 +391,21 @@ def test_check_flag_and_bad_config(pgkeel_bin, tmp_path):
                           str(pki / "tls.crt"), "--tls-key", str(pki / "tls.key"), "--sidecar-config", str(bad)],
                          capture_output=True, text=True, timeout=20)
     assert res.returncode == 1 and "imagePullPolicy" in res.stderr, res.stderr
+
+
+def test_sigterm_drains_before_stopping(pgkeel_bin, pki, tmp_path):
+    """With --drain-delay, SIGTERM makes /readyz answer 503 while /mutate still injects (the Service has not
+    dropped the endpoint yet); a second SIGTERM stops it at once, exit 0."""
+    hook = Webhook(pgkeel_bin, tmp_path / "draining", pki)
+    hook.cmd[hook.cmd.index("--drain-delay") + 1] = "60s"
+    ca = pki / "ca.pem"
+    hook.start(ca)
+    assert request(hook.port, ca, "GET", "/readyz") == (200, b"ready\n")
+    hook.proc.send_signal(signal.SIGTERM)
+    wait_until(lambda: request(hook.port, ca, "GET", "/readyz")[0] == 503, timeout=5, what="/readyz 503")
+    pod = app_pod(CNPG)
+    status, answer = mutate(hook, ca, review_for(pod))
+    assert status == 200 and len(sidecars(applied(pod, answer))) == 1
+    assert hook.proc.poll() is None
+    hook.proc.send_signal(signal.SIGTERM)
+    assert hook.proc.wait(timeout=10) == 0, hook.log()

@@ -41,6 +41,20 @@ AdminServer::~AdminServer() {
 }
 
 void AdminServer::route() {
+  // Changes (POST /reload, POST and DELETE /drain) come only from the pod or host itself: the
+  // admin port also serves probes and scrapes, so it usually listens on every address.
+  server_->set_pre_routing_handler(
+      [](const httplib::Request& request, httplib::Response& response) {
+        if (request.method == "GET" || request.method == "HEAD" ||
+            isLoopbackAddress(request.remote_addr))
+          return httplib::Server::HandlerResponse::Unhandled;
+        response.status = 403;
+        response.set_content(request.method + " " + request.path +
+                                 ": answered only from loopback (127.0.0.1 or ::1); use SIGHUP, or "
+                                 "kubectl exec ... pgkeel drain\n",
+                             "text/plain");
+        return httplib::Server::HandlerResponse::Handled;
+      });
   server_->Get("/healthz", [this](const httplib::Request&, httplib::Response& response) {
     answer(response, sources_.livenessProblem(), "ok");
   });
@@ -73,20 +87,24 @@ void AdminServer::routeDrain() {
   server_->Post("/drain", [this](const httplib::Request& request, httplib::Response& response) {
     long waitMs = 0;
     const std::string text = request.get_param_value("wait_ms");
-    if (!text.empty() &&
-        (text.find_first_not_of("0123456789") != std::string::npos || text.size() > 9)) {
+    if (!text.empty() && (text.find_first_not_of("0123456789") != std::string::npos ||
+                          text.size() > 6 || std::stol(text) > kMaxDrainWaitMs)) {
       response.status = 400;
-      response.set_content("wait_ms: expected milliseconds, 0 to 999999999\n", "text/plain");
+      response.set_content("wait_ms: expected milliseconds, 0 to 300000\n", "text/plain");
       return;
     }
     if (!text.empty()) waitMs = std::stol(text);
     sources_.requestDrain(true);
+    // One drain waits at a time, so waiting requests cannot take every admin thread (and with them
+    // /healthz); another answers at once with the count.
+    const bool waits = !drainWaiting_.exchange(true);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(waitMs);
     std::size_t open = sources_.sessions();
-    while (open > 0 && !stopping_ && std::chrono::steady_clock::now() < deadline) {
+    while (waits && open > 0 && !stopping_ && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       open = sources_.sessions();
     }
+    if (waits) drainWaiting_ = false;
     response.status = open == 0 ? 200 : 503;
     response.set_content(
         nlohmann::json{{"draining", true}, {"sessions", open}, {"drained", open == 0}}.dump() +
@@ -98,6 +116,10 @@ void AdminServer::routeDrain() {
     response.set_content(nlohmann::json{{"draining", sources_.draining()}}.dump() + "\n",
                          "application/json");
   });
+}
+
+bool isLoopbackAddress(const std::string& address) {
+  return address.starts_with("127.") || address == "::1" || address.starts_with("::ffff:127.");
 }
 
 bool AdminServer::start(const std::string& address, std::string* error) {

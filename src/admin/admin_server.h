@@ -34,6 +34,13 @@ struct AdminSources {
   std::function<std::size_t()> sessions = [] { return std::size_t{0}; };
 };
 
+// True for 127.0.0.0/8, ::1 and IPv4-mapped 127.x: the only peers whose POST and DELETE requests
+// (reload, drain) are answered.
+bool isLoopbackAddress(const std::string& address);
+
+// The longest a POST /drain may wait (wait_ms), and so `pgkeel drain --timeout`.
+constexpr long kMaxDrainWaitMs = 300000;
+
 class AdminServer {
  public:
   explicit AdminServer(AdminSources sources);
@@ -55,7 +62,8 @@ class AdminServer {
   std::thread thread_;
   int port_ = 0;
   std::atomic<bool> listenReturned_{false};
-  std::atomic<bool> stopping_{false};  // ends a POST /drain that is still waiting
+  std::atomic<bool> stopping_{false};      // ends a POST /drain that is still waiting
+  std::atomic<bool> drainWaiting_{false};  // a POST /drain is waiting for sessions to end
 };
 
 }  // namespace pgkeel::admin

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "admin/admin_server.h"
 #include "config/values.h"
 
 namespace pgkeel::app {
@@ -16,8 +17,8 @@ namespace {
 constexpr std::array<DrainFlag, 3> kFlags{{
     {"--admin", "ADDR:PORT", "the admin server of the pgkeel to drain (default 127.0.0.1:9432)"},
     {"--timeout", "DURATION",
-     "how long to wait for client sessions to end (default 25s; keep it under the pod's "
-     "terminationGracePeriodSeconds)"},
+     "how long to wait for client sessions to end, at most 5m (default 25s; keep it under the "
+     "pod's terminationGracePeriodSeconds)"},
     {"--help", "", "print this help and exit"},
 }};
 
@@ -77,6 +78,7 @@ std::optional<DrainArgs> parse(std::span<const std::string> args) {
       problem = setAdmin(value, out);
     } else if (name == "--timeout") {
       problem = config::parseDuration(value, out.timeout);
+      if (problem.empty() && out.timeout.count() > admin::kMaxDrainWaitMs) problem = "at most 5m";
       if (!problem.empty()) problem = "--timeout: " + problem;
     } else {
       problem = "unknown flag " + name + " (see pgkeel drain --help)";

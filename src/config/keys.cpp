@@ -307,8 +307,8 @@ std::vector<Key> buildKeys() {
       durationKey("shutdown_timeout", &Options::shutdownTimeout, Millis(0), hours(1),
                   "how long shutdown waits for clients to finish; 0s closes them at once"),
       listenKey("admin_listen", &Options::adminListen, true,
-                "where the admin HTTP server (/healthz /readyz /status /metrics) listens; empty "
-                "disables it"),
+                "where the admin HTTP server (/healthz /readyz /status /metrics; POST /reload and "
+                "/drain from loopback only) listens; empty disables it"),
       boolKey("readyz_requires_replica", &Options::readyzRequiresReplica,
               "/readyz also needs a healthy replica, not only a primary"),
       Key{"log_level", "LEVEL", "trace, debug, info, warn, error, critical or off", false,

@@ -169,6 +169,14 @@ std::string podName(const json& request, const json& metadata) {
   return ns.empty() ? shown : ns + "/" + shown;
 }
 
+bool readsKubernetes(const std::vector<std::string>& sourceArgs) {
+  for (std::size_t i = 0; i + 1 < sourceArgs.size(); ++i) {
+    if (sourceArgs[i] == "--source")
+      return sourceArgs[i + 1] == "cnpg" || sourceArgs[i + 1] == "zalando";
+  }
+  return false;
+}
+
 Decision decidePod(const json& request, const SidecarConfig& config, std::string& problem) {
   const json& pod = field(request, "object");
   if (!pod.is_object() || !field(pod, "metadata").is_object() || !field(pod, "spec").is_object()) {
@@ -186,7 +194,16 @@ Decision decidePod(const json& request, const SidecarConfig& config, std::string
   std::vector<std::string> argProblems = checkSidecarArgs(args);
   for (std::string& p : argProblems) p = "pgkeel rejects the composed arguments: " + p;
   if (!argProblems.empty()) return refuse(argProblems, name, config);
-  json container = sidecarContainer(config, args, findTokenMount(pod["spec"]));
+  json tokenMount = findTokenMount(pod["spec"]);
+  json container = sidecarContainer(config, args, tokenMount);
+  if (tokenMount.is_null() && readsKubernetes(asked.sourceArgs)) {
+    std::string warning =
+        "pgkeel sidecar: the pod mounts no service-account token, so pgkeel cannot "
+        "read the cluster from the Kubernetes API and will not become ready; keep "
+        "automountServiceAccountToken on";
+    return {true, patchFor(pod, container), warning, "pod " + name + ": " + warning,
+            Severity::Warning};
+  }
   return {true, patchFor(pod, container), "", "pod " + name + ": pgkeel sidecar injected",
           Severity::Info};
 }
@@ -228,9 +245,22 @@ std::string base64(std::string_view data) {
   return out;
 }
 
+constexpr int kMaxDepth = 64;
+
 AdmissionOutcome admit(std::string_view body, const SidecarConfig& config) {
   try {
-    json root = json::parse(body, nullptr, false);
+    // Parsing is iterative, but copying and dumping a value recurse: anything nested deeper than
+    // any pod is refused before the tree is used.
+    bool tooDeep = false;
+    json root = json::parse(
+        body,
+        [&tooDeep](int depth, json::parse_event_t, json&) {
+          if (depth > kMaxDepth) tooDeep = true;
+          return depth <= kMaxDepth;
+        },
+        false);
+    if (tooDeep)
+      return malformed("the body nests deeper than " + std::to_string(kMaxDepth) + " levels");
     if (root.is_discarded()) return malformed("the body is not JSON");
     std::string problem;
     std::string uid = readEnvelope(root, problem);

@@ -52,6 +52,16 @@ bool waitForStopSignal(const sigset_t& signals, const WebhookServer& server) {
   return false;
 }
 
+// /readyz fails for delayMs while /mutate is still answered, so the API server's requests move to
+// other replicas before this one stops; a second SIGTERM or SIGINT ends the wait.
+void drain(const sigset_t& signals, WebhookServer& server, long delayMs) {
+  if (delayMs <= 0) return;
+  server.startDraining();
+  spdlog::info("draining: /readyz fails, /mutate still served for {} ms", delayMs);
+  const timespec wait{delayMs / 1000, (delayMs % 1000) * 1'000'000L};
+  if (sigtimedwait(&signals, nullptr, &wait) > 0) spdlog::info("second signal: stopping now");
+}
+
 int check(const WebhookOptions& options) {
   SidecarConfigResult loaded = loadSidecarConfig(options.sidecarConfig);
   for (const std::string& error : loaded.errors) std::cerr << error << "\n";
@@ -83,6 +93,7 @@ int serve(const WebhookOptions& options) {
   }
   spdlog::info("pgkeel {} inject-webhook listening on {}", PGKEEL_VERSION, options.listen);
   bool asked = waitForStopSignal(signals, server);
+  if (asked) drain(signals, server, options.drainDelayMs);
   server.stop();
   if (!asked) spdlog::error("the HTTPS server stopped by itself");
   return asked ? 0 : 1;

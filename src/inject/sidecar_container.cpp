@@ -32,6 +32,19 @@ json preStop(const SidecarConfig& config) {
   return {{"preStop", {{"exec", {{"command", command}}}}}};
 }
 
+// The token mount rebuilt from its known scalar fields only: nothing of the request's own shape
+// (however deep or large) reaches the patch.
+json typedMount(const json& mount) {
+  json out = json::object();
+  for (const char* key :
+       {"name", "mountPath", "subPath", "mountPropagation", "recursiveReadOnly"}) {
+    if (mount.contains(key) && mount[key].is_string()) out[key] = mount[key];
+  }
+  if (mount.contains("readOnly") && mount["readOnly"].is_boolean())
+    out["readOnly"] = mount["readOnly"];
+  return out.contains("name") ? out : json();
+}
+
 json mountsIn(const json& containers) {
   if (!containers.is_array()) return nullptr;
   for (const json& container : containers) {
@@ -40,10 +53,21 @@ json mountsIn(const json& containers) {
     if (!mounts.is_array()) continue;
     for (const json& mount : mounts) {
       if (mount.is_object() && mount.contains("mountPath") && mount["mountPath"] == kTokenMountPath)
-        return mount;
+        return typedMount(mount);
     }
   }
   return nullptr;
+}
+
+// Keys of the sidecar config that only the Kubernetes sources read; a patroni or static pod
+// gets the rest (else pgkeel's own check would refuse its arguments).
+bool appliesToSource(const std::string& key, const std::vector<std::string>& sourceArgs) {
+  if (key != "probe_from_secret" && key != "secret_user") return true;
+  for (std::size_t i = 0; i + 1 < sourceArgs.size(); ++i) {
+    if (sourceArgs[i] == "--source")
+      return sourceArgs[i + 1] == "cnpg" || sourceArgs[i + 1] == "zalando";
+  }
+  return true;
 }
 
 }  // namespace
@@ -53,7 +77,9 @@ std::vector<std::string> sidecarArgs(const SidecarConfig& config, const SidecarR
   addFlag(args, "listen_primary", hostPort(config.listenAddress, config.primaryPort));
   addFlag(args, "listen_replica", hostPort(config.listenAddress, config.replicaPort));
   addFlag(args, "admin_listen", hostPort("0.0.0.0", config.adminPort));
-  for (const auto& [key, value] : config.config) addFlag(args, key, value);
+  for (const auto& [key, value] : config.config) {
+    if (appliesToSource(key, request.sourceArgs)) addFlag(args, key, value);
+  }
   args.insert(args.end(), request.sourceArgs.begin(), request.sourceArgs.end());
   args.insert(args.end(), request.configArgs.begin(), request.configArgs.end());
   return args;

@@ -47,6 +47,14 @@ std::string setListen(WebhookOptions& o, const std::string& value) {
   return problem;
 }
 
+std::string setDrainDelay(WebhookOptions& o, const std::string& value) {
+  config::Millis delay{0};
+  std::string problem = config::parseDuration(value, delay);
+  if (problem.empty() && delay > std::chrono::minutes(10)) problem = "at most 10m";
+  if (problem.empty()) o.drainDelayMs = delay.count();
+  return problem;
+}
+
 std::vector<WebhookFlag> buildFlags() {
   return {
       {"--listen", "ADDR:PORT", "where the HTTPS server listens", setListen,
@@ -57,6 +65,13 @@ std::vector<WebhookFlag> buildFlags() {
                "PEM private key of that certificate; read again when it changes"),
       pathFlag("--sidecar-config", &WebhookOptions::sidecarConfig,
                "the sidecar config file (YAML) for injected containers"),
+      {"--drain-delay", "DURATION",
+       "after SIGTERM, how long /readyz fails while /mutate is still served (so the Service "
+       "stops sending requests before the server stops); a second SIGTERM ends it",
+       setDrainDelay,
+       [](const WebhookOptions& o) {
+         return config::formatDuration(config::Millis(o.drainDelayMs));
+       }},
       switchFlag("--check", &WebhookOptions::check,
                  "only check the sidecar config file: print \"sidecar config OK\" (exit 0) or "
                  "every problem (exit 1)"),

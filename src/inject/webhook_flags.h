@@ -14,6 +14,7 @@ struct WebhookOptions {
   std::string tlsCert;
   std::string tlsKey;
   std::string sidecarConfig;
+  long drainDelayMs = 10000;
   std::string logLevel = "info";
   std::string logFormat = "text";
   bool check = false;

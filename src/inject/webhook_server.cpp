@@ -64,8 +64,10 @@ void WebhookServer::route() {
   server_->Get("/healthz", [](const httplib::Request&, httplib::Response& response) {
     response.set_content("ok\n", "text/plain");
   });
-  server_->Get("/readyz", [](const httplib::Request&, httplib::Response& response) {
-    response.set_content("ready\n", "text/plain");
+  server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& response) {
+    response.status = draining_ ? 503 : 200;
+    response.set_content(draining_ ? "draining: the webhook is stopping\n" : "ready\n",
+                         "text/plain");
   });
   server_->set_exception_handler(
       [](const httplib::Request& request, httplib::Response& response, std::exception_ptr error) {

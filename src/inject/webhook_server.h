@@ -36,6 +36,9 @@ class WebhookServer {
   // Stops accepting, lets requests in progress finish, joins the threads. Idempotent.
   void stop();
 
+  // From now on /readyz answers 503 while /mutate still works (a drain before stopping).
+  void startDraining() { draining_ = true; }
+
  private:
   void route();
 
@@ -43,6 +46,7 @@ class WebhookServer {
   std::unique_ptr<httplib::SSLServer> server_;
   std::thread thread_;
   std::atomic<bool> listenReturned_{false};
+  std::atomic<bool> draining_{false};
   int port_ = -1;
 };
 

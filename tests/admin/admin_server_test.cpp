@@ -54,6 +54,9 @@ TEST(AdminServer, DrainWaitsForSessions) {
   std::string error;
   ASSERT_TRUE(server.start("127.0.0.1:0", &error)) << error;
   httplib::Client client("127.0.0.1", server.port());
+  auto tooLong = client.Post("/drain?wait_ms=300001");
+  ASSERT_TRUE(tooLong);
+  EXPECT_EQ(tooLong->status, 400);
   auto bad = client.Post("/drain?wait_ms=soon");
   ASSERT_TRUE(bad);
   EXPECT_EQ(bad->status, 400);
@@ -64,19 +67,34 @@ TEST(AdminServer, DrainWaitsForSessions) {
   EXPECT_EQ(nlohmann::json::parse(timedOut->body)["sessions"], 1);
   EXPECT_TRUE(draining);
   EXPECT_EQ(client.Get("/readyz")->status, 503);
-  std::thread leave([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    open = 0;
+  // A second drain while one waits answers at once with the count (one waiter at a time).
+  std::atomic<int> firstStatus{0};
+  std::thread first([&] {
+    httplib::Client waiter("127.0.0.1", server.port());
+    waiter.set_read_timeout(std::chrono::seconds(30));
+    auto drained = waiter.Post("/drain?wait_ms=20000");
+    firstStatus = drained ? drained->status : -1;
   });
-  auto drained = client.Post("/drain?wait_ms=10000");
-  leave.join();
-  ASSERT_TRUE(drained);
-  EXPECT_EQ(drained->status, 200);
-  EXPECT_EQ(nlohmann::json::parse(drained->body)["drained"], true);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  auto second = client.Post("/drain?wait_ms=20000");
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->status, 503);
+  EXPECT_EQ(firstStatus, 0) << "the first drain stopped waiting";
+  open = 0;
+  first.join();
+  EXPECT_EQ(firstStatus, 200);
   auto undo = client.Delete("/drain");
   ASSERT_TRUE(undo);
   EXPECT_FALSE(draining);
   server.stop();
+}
+
+// Only loopback peers may change anything.
+TEST(AdminServer, LoopbackAddresses) {
+  for (const char* address : {"127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"})
+    EXPECT_TRUE(isLoopbackAddress(address)) << address;
+  for (const char* address : {"10.0.0.7", "::ffff:10.0.0.7", "fe80::1", "1127.0.0.1", ""})
+    EXPECT_FALSE(isLoopbackAddress(address)) << address;
 }
 
 // A bad address is refused with a message; stop() without start() is harmless.

@@ -228,15 +228,46 @@ TEST(InjectAdmission, BadAnnotationsWarnWithIgnore) {
 }
 
 // The composed args go through pgkeel's own check: a combination it refuses refuses the pod.
+// The sidecar config's Kubernetes-only keys are left out for a static or patroni pod, so a chart
+// default of probe_from_secret cannot refuse those; the pod's own annotation still can.
 TEST(InjectAdmission, ComposedArgsAreChecked) {
   SidecarConfig config = testConfig(FailurePolicy::Fail);
-  config.config = {{"probe_from_secret", "true"}};
-  json annotations = {{"pgkeel.io/inject", "true"}, {"pgkeel.io/candidates", "db:5432"}};
-  json response = responseOf(realisticPod(annotations), config);
+  config.config = {{"probe_from_secret", "true"}, {"secret_user", "app"}};
+  json staticPod = {{"pgkeel.io/inject", "true"}, {"pgkeel.io/candidates", "db:5432"}};
+  json args = patched(realisticPod(staticPod), config)["spec"]["initContainers"][0]["args"];
+  EXPECT_THAT(args.dump(), Not(HasSubstr("--probe-from-secret")));
+  EXPECT_THAT(args.dump(), Not(HasSubstr("--secret-user")));
+  json asked = staticPod;
+  asked["pgkeel.io/config.probe_from_secret"] = "true";
+  json response = responseOf(realisticPod(asked), config);
   EXPECT_EQ(response["allowed"], false);
   EXPECT_THAT(response["status"]["message"].get<std::string>(),
               HasSubstr("probe_from_secret needs source cnpg or zalando"));
-  EXPECT_EQ(responseOf(realisticPod(cnpgAnnotations()), config)["allowed"], true);
+  json cnpgArgs =
+      patched(realisticPod(cnpgAnnotations()), config)["spec"]["initContainers"][0]["args"];
+  EXPECT_THAT(cnpgArgs.dump(), HasSubstr(R"("--probe-from-secret","true")"));
+}
+
+// A cnpg pod without a service-account token mount gets its sidecar and a warning saying why it
+// will not become ready; the token mount that is copied keeps only its known scalar fields.
+TEST(InjectAdmission, TokenMountIsTypedAndItsAbsenceWarned) {
+  json pod = realisticPod(cnpgAnnotations());
+  json& mounts = pod["spec"]["containers"][0]["volumeMounts"];
+  for (json& mount : mounts) {
+    if (mount["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount")
+      mount["extra"] = {{"a", 1}};
+  }
+  json sidecar = patched(pod)["spec"]["initContainers"][0];
+  ASSERT_EQ(sidecar["volumeMounts"].size(), 1u);
+  EXPECT_FALSE(sidecar["volumeMounts"][0].contains("extra"));
+  EXPECT_EQ(sidecar["volumeMounts"][0]["mountPath"],
+            "/var/run/secrets/kubernetes.io/serviceaccount");
+  for (json& container : pod["spec"]["containers"]) container.erase("volumeMounts");
+  json response = responseOf(pod);
+  EXPECT_EQ(response["allowed"], true);
+  EXPECT_TRUE(response.contains("patch"));
+  ASSERT_TRUE(response.contains("warnings"));
+  EXPECT_THAT(response["warnings"][0].get<std::string>(), HasSubstr("service-account token"));
 }
 
 // Args: listeners, the config file's keys, the source, then the pod's own keys (later wins).
@@ -285,16 +316,17 @@ TEST(InjectAdmission, MalformedBodiesGet400) {
     std::string body, expected;
     bool hasUid;
   };
-  for (const Case& c :
-       std::vector<Case>{{"not json {", "not JSON", false},
-                         {"[1,2]", "not a JSON object", false},
-                         {R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"})",
-                          "no request", false},
-                         {noUid.dump(), "request.uid", false},
-                         {noObject.dump(), "request.object", true},
-                         {badAnnotation.dump(), "pgkeel.io/inject is not a string", true},
-                         {v1beta1.dump(), "apiVersion", true},
-                         {"", "not JSON", false}}) {
+  for (const Case& c : std::vector<Case>{
+           {"not json {", "not JSON", false},
+           {"[1,2]", "not a JSON object", false},
+           {R"({"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"})", "no request",
+            false},
+           {noUid.dump(), "request.uid", false},
+           {noObject.dump(), "request.object", true},
+           {badAnnotation.dump(), "pgkeel.io/inject is not a string", true},
+           {v1beta1.dump(), "apiVersion", true},
+           {std::string(100000, '[') + std::string(100000, ']'), "nests deeper", false},
+           {"", "not JSON", false}}) {
     AdmissionOutcome outcome = admit(c.body, testConfig());
     EXPECT_EQ(outcome.httpStatus, 400) << c.body;
     EXPECT_THAT(outcome.body.dump(), HasSubstr(c.expected)) << c.body;
