@@ -3,7 +3,7 @@
 #pragma once
 
 #include <unistd.h>
-#include "test_httplib.h"
+#include "../test_httplib.h"
 
 #include <atomic>
 #include <chrono>

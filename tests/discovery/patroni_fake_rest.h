@@ -2,7 +2,7 @@
 // body and status the test can change, and a count of the requests served.
 #pragma once
 
-#include "test_httplib.h"
+#include "../test_httplib.h"
 
 #include <atomic>
 #include <chrono>
