@@ -129,27 +129,17 @@ bool AdminServer::start(const std::string& address, std::string* error) {
     *error = "\"" + address + "\" is not ADDR:PORT";
     return false;
   }
-  port_ =
-      port == 0 ? server_->bind_to_any_port(host) : (server_->bind_to_port(host, port) ? port : -1);
+  port_ = http_.start(*server_, host, port);
   if (port_ <= 0) {
     *error = "cannot listen on " + address;
     return false;
   }
-  thread_ = std::thread([this] {
-    server_->listen_after_bind();
-    listenReturned_ = true;
-  });
   return true;
 }
 
 void AdminServer::stop() {
-  if (!thread_.joinable()) return;
-  // httplib's stop() does nothing until the listen loop runs: wait for it to start (or fail).
-  while (!server_->is_running() && !listenReturned_)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   stopping_ = true;
-  server_->stop();
-  thread_.join();
+  http_.stop();
 }
 
 }  // namespace pgkeel::admin

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "admin/status.h"
+#include "common/http_thread.h"
 #include "discovery/routing_table.h"
 
 namespace httplib {
@@ -59,9 +60,8 @@ class AdminServer {
 
   AdminSources sources_;
   std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
+  common::HttpThread http_;  // after server_: destroyed (and so stopped) before it
   int port_ = 0;
-  std::atomic<bool> listenReturned_{false};
   std::atomic<bool> stopping_{false};      // ends a POST /drain that is still waiting
   std::atomic<bool> drainWaiting_{false};  // a POST /drain is waiting for sessions to end
 };

@@ -88,28 +88,16 @@ bool WebhookServer::start(const std::string& host, int port, std::string* error)
     *error = "cannot set up TLS";
     return false;
   }
-  port_ =
-      port == 0 ? server_->bind_to_any_port(host) : (server_->bind_to_port(host, port) ? port : -1);
+  port_ = http_.start(*server_, host, port);
   if (port_ <= 0) {
     *error = "cannot listen on " + host + ":" + std::to_string(port);
     return false;
   }
-  thread_ = std::thread([this] {
-    server_->listen_after_bind();
-    listenReturned_ = true;
-  });
   return true;
 }
 
 void WebhookServer::stop() {
-  if (!thread_.joinable()) return;
-  // httplib's stop() does nothing until the listen loop runs: wait for it to start (or fail).
-  while (!server_->is_running() && !listenReturned_) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  server_->stop();
-  thread_.join();
-  listenReturned_ = true;
+  http_.stop();
 }
 
 }  // namespace pgkeel::inject

@@ -6,6 +6,7 @@
 #include <string>
 #include <thread>
 
+#include "common/http_thread.h"
 #include "inject/certificate_store.h"
 #include "inject/sidecar_config.h"
 
@@ -31,7 +32,7 @@ class WebhookServer {
   int port() const { return port_; }
 
   // True once the serving thread has ended by itself (or after stop()).
-  bool stopped() const { return listenReturned_; }
+  bool stopped() const { return http_.returned(); }
 
   // Stops accepting, lets requests in progress finish, joins the threads. Idempotent.
   void stop();
@@ -44,10 +45,9 @@ class WebhookServer {
 
   const SidecarConfig config_;
   std::unique_ptr<httplib::SSLServer> server_;
-  std::thread thread_;
-  std::atomic<bool> listenReturned_{false};
   std::atomic<bool> draining_{false};
   int port_ = -1;
+  common::HttpThread http_;  // after server_: destroyed (and so stopped) before it
 };
 
 }  // namespace pgkeel::inject
