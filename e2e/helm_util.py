@@ -145,6 +145,9 @@ def helm_test_pod(docs) -> dict:
 
 CNPG = {"config": {"source": "cnpg", "kubernetes_cluster": "pg-main"}}
 SIDECAR_CNPG = {"mode": "sidecar-injector", "config": {"source": "cnpg", "kubernetes_cluster": "pg-main"}}
+# No helm test pod: for renderings with the cluster in another namespace than the release, where the test pod
+# needs a copy of the cluster's Secret (test_helm_chart.py tests that the chart refuses to render without it).
+NO_TEST = {"test": {"enabled": False}}
 
 
 # ---------------------------------------------------------------------------------------------------------

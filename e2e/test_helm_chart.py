@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from helm_util import (  # helm is a fixture
-    CHART, CI_VALUES, CNPG, FULL, NS, RELEASE, REPO, SIDECAR_CNPG, SPEC_SIDECAR, find, helm, helm_test_pod,
+    CHART, CI_VALUES, CNPG, FULL, NO_TEST, NS, RELEASE, REPO, SIDECAR_CNPG, SPEC_SIDECAR, find, helm, helm_test_pod,
     one, render, render_fails, rendered_config, rules_by_resource, run_helm, selector_matches, webhook_of)
 
 
@@ -219,7 +219,7 @@ READ = ["get", "list", "watch"]
 
 
 def test_rbac_cnpg(helm):
-    docs = render(helm, values={"config": {**CNPG["config"], "kubernetes_namespace": "db"}})
+    docs = render(helm, values={"config": {**CNPG["config"], "kubernetes_namespace": "db"}, **NO_TEST})
     role = one(docs, "Role", f"{FULL}-discovery")
     assert role["metadata"]["namespace"] == "db", "the Role lives in the cluster's namespace"
     assert rules_by_resource(role) == {
@@ -289,7 +289,7 @@ def test_rbac_refuses_all_secrets(helm, tmp_path):
 def test_rbac_sidecar_mode_binds_app_service_accounts(helm):
     docs = render(helm, values={**SIDECAR_CNPG, "config": {**SIDECAR_CNPG["config"], "kubernetes_namespace": "db"},
                                 "rbac": {"bindServiceAccounts": [{"name": "app", "namespace": "shop"},
-                                                                 {"name": "worker"}]}})
+                                                                 {"name": "worker"}]}, **NO_TEST})
     binding = one(docs, "RoleBinding", f"{FULL}-discovery")
     assert binding["metadata"]["namespace"] == "db"
     assert binding["subjects"] == [
@@ -341,9 +341,12 @@ def test_helm_test_pod_standalone(helm):
 
 
 def test_helm_test_pod_sidecar_injector(helm):
-    docs = render(helm, values={**SIDECAR_CNPG, "config": {**SIDECAR_CNPG["config"], "kubernetes_namespace": "db"}})
+    docs = render(helm, values={**SIDECAR_CNPG, "config": {**SIDECAR_CNPG["config"], "kubernetes_namespace": "db"},
+                                "test": {"credentialsSecret": {"name": "pg-main-app-copy"}}})
     pod = helm_test_pod(docs)
-    script = assert_test_pod_basics(pod, "pg-main-app")
+    # the cluster is in namespace db: psql logs in with the copy of its Secret in the release namespace
+    script = assert_test_pod_basics(pod, "pg-main-app-copy")
+    assert pod["metadata"]["namespace"] == NS
     assert "-h 127.0.0.1 -p 6432" in script
     ann = pod["metadata"]["annotations"]
     assert ann["pgkeel.io/inject"] == "true" and ann["pgkeel.io/cnpg-cluster"] == "pg-main"
@@ -352,11 +355,37 @@ def test_helm_test_pod_sidecar_injector(helm):
     assert pod["spec"]["automountServiceAccountToken"] is True
     sa = pod["spec"]["serviceAccountName"]
     binding = one(docs, "RoleBinding", f"{FULL}-discovery")
+    assert binding["metadata"]["namespace"] == "db"
     assert {"kind": "ServiceAccount", "name": sa, "namespace": NS} in binding["subjects"]
     # the webhook configuration sends this pod to the webhook
     _, hook = webhook_of(docs)
     assert selector_matches(hook["objectSelector"], pod["metadata"]["labels"])
     assert selector_matches(hook["namespaceSelector"], {"kubernetes.io/metadata.name": NS})
+
+
+@pytest.mark.parametrize("mode", ["standalone", "sidecar-injector"])
+@pytest.mark.parametrize("source, cluster, secret", [
+    ("cnpg", "pg-main", "pg-main-app"),
+    ("zalando", "acid-main", "postgres.acid-main.credentials.postgresql.acid.zalan.do")])
+def test_helm_test_pod_cluster_in_another_namespace(helm, tmp_path, mode, source, cluster, secret):
+    """A pod's secretKeyRef reads its own namespace only: with the cluster in another namespace than the release,
+    the operator's Secret cannot log the helm test pod in, and the chart says what to do instead of rendering a
+    pod that never starts."""
+    config = {"source": source, "kubernetes_cluster": cluster, "kubernetes_namespace": "db"}
+    err = render_fails(helm, {"mode": mode, "config": config}, tmp_path)
+    assert f"Secret {secret}" in err and "namespace db" in err
+    assert f"Copy the Secret into namespace {NS} and set test.credentialsSecret.name" in err
+    assert "test.enabled=false" in err
+    # a copy in the release namespace, or no test pod
+    pod = helm_test_pod(render(helm, values={"mode": mode, "config": config,
+                                             "test": {"credentialsSecret": {"name": "creds-copy"}}}))
+    assert_test_pod_basics(pod, "creds-copy")
+    assert not find(render(helm, values={"mode": mode, "config": config, **NO_TEST}), "Pod")
+    # the cluster in the release namespace, named or not: the operator's Secret
+    for namespace in (NS, ""):
+        values = {"mode": mode, "config": {**config, "kubernetes_namespace": namespace}}
+        pod = helm_test_pod(render(helm, values=values))
+        assert_test_pod_basics(pod, secret)
 
 
 def test_helm_test_pod_other_sources(helm, tmp_path):
@@ -514,11 +543,24 @@ def test_notes(helm, tmp_path):
     assert 'psql "host=127.0.0.1 port=6432' in text
     assert f"helm test {RELEASE} -n {NS} --logs" in text
     assert f"{FULL}-ro.{NS}.svc:6433" in text
+    assert f"Secret pg-main-app of namespace {NS}" in text and "copy it again" not in text
     text = render_notes(helm, tmp_path, {**SIDECAR_CNPG, "config": {**SIDECAR_CNPG["config"],
-                                                                     "kubernetes_namespace": "db"}})
+                                                                     "kubernetes_namespace": "db"},
+                                         "test": {"credentialsSecret": {"name": "pg-main-app-copy"}}})
     assert 'pgkeel.io/inject: "true"' in text and "pgkeel.io/cnpg-cluster: pg-main" in text
     assert "pgkeel.io/cluster-namespace: db" in text and "127.0.0.1:6432" in text
     assert f"helm test {RELEASE} -n {NS} --logs" in text
+    assert f"Secret pg-main-app-copy of namespace {NS}" in text and "in namespace db" in text
+    assert "copy it again after a password rotation" in text
+    # the default failure policy, Fail: what it means for annotated pods
+    flat = " ".join(text.split())
+    assert "failurePolicy Fail" in flat and "refused rather than started without its sidecar" in flat
+    flat = " ".join(render_notes(helm, tmp_path, {**SIDECAR_CNPG, "sidecarInjector": {"failurePolicy": "Ignore"}})
+                    .split())
+    assert "failurePolicy Ignore" in flat and "starts without its sidecar" in flat
+    text = render_notes(helm, tmp_path, {**SIDECAR_CNPG, "config": {**SIDECAR_CNPG["config"],
+                                                                     "kubernetes_namespace": "db"}, **NO_TEST})
+    assert "helm test" not in text
 
 
 def test_monitoring(helm, tmp_path):

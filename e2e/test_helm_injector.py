@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from helm_util import (  # helm is a fixture
-    CHART, CI_VALUES, FULL, MANIFESTS, NS, SIDECAR_CNPG, SIDECAR_LISTEN_ARGS, SPEC_SIDECAR, find, helm,
-    load_all, one, render, rendered_config, rules_by_resource, run_helm, selector_matches, template_args,
-    webhook_of)
+    CHART, CI_VALUES, CNPG, FULL, MANIFESTS, NO_TEST, NS, SIDECAR_CNPG, SIDECAR_LISTEN_ARGS, SPEC_SIDECAR, find,
+    helm, load_all, one, render, render_fails, rendered_config, rules_by_resource, run_helm, selector_matches,
+    template_args, webhook_of)
 
 
 def test_webhook_configuration(helm):
@@ -23,7 +23,8 @@ def test_webhook_configuration(helm):
     assert hook["rules"] == [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
                               "resources": ["pods"], "scope": "Namespaced"}]
     assert hook["sideEffects"] == "None" and hook["admissionReviewVersions"] == ["v1"]
-    assert hook["reinvocationPolicy"] == "IfNeeded" and hook["failurePolicy"] == "Ignore"
+    # fail closed by default: only annotated pods are sent (the matchCondition below) and never the webhook's own
+    assert hook["reinvocationPolicy"] == "IfNeeded" and hook["failurePolicy"] == "Fail"
     assert hook["timeoutSeconds"] == 5
     svc_ref = hook["clientConfig"]["service"]
     assert svc_ref["path"] == "/mutate" and svc_ref["namespace"] == NS
@@ -53,22 +54,102 @@ def test_webhook_configuration(helm):
     # no standalone objects in this mode
     assert not find(docs, "Deployment", FULL) and not find(docs, "Service", f"{FULL}-rw")
     pdb = one(docs, "PodDisruptionBudget", f"{FULL}-webhook")
-    assert pdb["spec"]["selector"] == webhook["spec"]["selector"]
+    assert pdb["spec"] == {"minAvailable": 1, "selector": webhook["spec"]["selector"]}
+    assert sidecar_yaml(docs)["failurePolicy"] == "Fail", "the webhook answers with the same failure policy"
 
 
 def test_webhook_options_from_values(helm):
     docs = render(helm, values={**SIDECAR_CNPG, "sidecarInjector": {
-        "failurePolicy": "Fail", "timeoutSeconds": 12, "onlyAnnotatedPods": False,
+        "failurePolicy": "Ignore", "timeoutSeconds": 12, "onlyAnnotatedPods": False,
         "objectSelector": {"matchLabels": {"inject": "yes"}},
         "matchConditions": [{"name": "no-jobs", "expression": "true"}]}})
     _, hook = webhook_of(docs)
-    assert hook["failurePolicy"] == "Fail" and hook["timeoutSeconds"] == 12
+    assert hook["failurePolicy"] == "Ignore" and hook["timeoutSeconds"] == 12
     assert hook["matchConditions"] == [{"name": "no-jobs", "expression": "true"}]
     assert hook["objectSelector"]["matchLabels"] == {"inject": "yes"}
     assert {"key": "pgkeel.io/component", "operator": "NotIn", "values": ["injector"]} in \
         hook["objectSelector"]["matchExpressions"]
     sidecar = yaml.safe_load(one(docs, "ConfigMap", f"{FULL}-sidecar")["data"]["sidecar.yaml"])
-    assert sidecar["failurePolicy"] == "Fail", "the webhook answers with the same failure policy"
+    assert sidecar["failurePolicy"] == "Ignore", "fail open stays available, for the webhook's answer too"
+
+
+def webhook_pod(docs) -> dict:
+    return one(docs, "Deployment", f"{FULL}-webhook")["spec"]["template"]
+
+
+def flag(args: list[str], name: str) -> str:
+    assert args.count(name) == 1, args
+    return args[args.index(name) + 1]
+
+
+def test_webhook_drain_delay_and_grace(helm, tmp_path):
+    """`--drain-delay` from sidecarInjector.drainDelay (default 10s); the pod's grace period is above it (default
+    drainDelay + 10s), and a grace period not above it is refused, as in standalone mode."""
+    spec = webhook_pod(render(helm, values=SIDECAR_CNPG))["spec"]
+    (c,) = spec["containers"]
+    assert flag(c["args"], "--drain-delay") == "10s"
+    assert spec["terminationGracePeriodSeconds"] == 20
+    spec = webhook_pod(render(helm, values={**SIDECAR_CNPG, "sidecarInjector": {"drainDelay": "1m2500ms"}}))["spec"]
+    assert flag(spec["containers"][0]["args"], "--drain-delay") == "1m2500ms"
+    assert spec["terminationGracePeriodSeconds"] == 73  # ceil(62.5) + 10
+    spec = webhook_pod(render(helm, values={**SIDECAR_CNPG, "sidecarInjector": {"drainDelay": "0s"}}))["spec"]
+    assert spec["terminationGracePeriodSeconds"] == 10
+    spec = webhook_pod(render(helm, values={**SIDECAR_CNPG, "sidecarInjector": {
+        "terminationGracePeriodSeconds": 11}}))["spec"]
+    assert spec["terminationGracePeriodSeconds"] == 11
+    err = render_fails(helm, {**SIDECAR_CNPG, "sidecarInjector": {"terminationGracePeriodSeconds": 10}}, tmp_path)
+    assert "sidecarInjector.terminationGracePeriodSeconds (10) must be above sidecarInjector.drainDelay (10s)" in err
+    err = render_fails(helm, {**SIDECAR_CNPG, "sidecarInjector": {"drainDelay": "10"}}, tmp_path)
+    assert "drainDelay" in err
+    err = render_fails(helm, {**SIDECAR_CNPG, "sidecarInjector": {"drainDelay": "10m1s"}}, tmp_path)
+    assert "sidecarInjector.drainDelay (10m1s) is above pgkeel inject-webhook's --drain-delay limit, 10m" in err
+    spec = webhook_pod(render(helm, values={**SIDECAR_CNPG, "sidecarInjector": {"drainDelay": "10m"}}))["spec"]
+    assert spec["terminationGracePeriodSeconds"] == 610
+
+
+def test_webhook_replicas_spread_over_nodes(helm):
+    """The webhook replicas go to different nodes: the default topology spread (with the webhook's selector), or,
+    when the user gives no spread and no podAntiAffinity, a preferred podAntiAffinity on the hostname."""
+    pod = webhook_pod(render(helm, values=SIDECAR_CNPG))
+    spec, labels = pod["spec"], pod["metadata"]["labels"]
+    (tsc,) = spec["topologySpreadConstraints"]
+    assert tsc["topologyKey"] == "kubernetes.io/hostname" and selector_matches(tsc["labelSelector"], labels)
+    assert "affinity" not in spec
+    # no spread given: the chart's podAntiAffinity, next to the user's other affinity
+    pod = webhook_pod(render(helm, values={**SIDECAR_CNPG, "topologySpreadConstraints": [],
+                                           "affinity": {"nodeAffinity": {"x": 1}}}))
+    spec = pod["spec"]
+    assert "topologySpreadConstraints" not in spec and spec["affinity"]["nodeAffinity"] == {"x": 1}
+    (pref,) = spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    term = pref["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname" and selector_matches(term["labelSelector"], labels)
+    assert not selector_matches(term["labelSelector"], {**labels, "app.kubernetes.io/instance": "other"})
+    # the user's own podAntiAffinity is left as it is
+    own = {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "zone", "labelSelector": {}}]}
+    spec = webhook_pod(render(helm, values={**SIDECAR_CNPG, "topologySpreadConstraints": [],
+                                            "affinity": {"podAntiAffinity": own}}))["spec"]
+    assert spec["affinity"] == {"podAntiAffinity": own}
+    # standalone mode is untouched by the webhook's fallback
+    spec = one(render(helm, values={**CNPG, "topologySpreadConstraints": []}), "Deployment", FULL)
+    assert "affinity" not in spec["spec"]["template"]["spec"]
+
+
+def test_webhook_pdb(helm, tmp_path):
+    """minAvailable 1 while there is more than one webhook replica; none for a single replica (it would block every
+    node drain); maxUnavailable when minAvailable is null."""
+    docs = render(helm, values={**SIDECAR_CNPG, "sidecarInjector": {"replicaCount": 3}})
+    pdb = one(docs, "PodDisruptionBudget", f"{FULL}-webhook")
+    assert pdb["spec"]["minAvailable"] == 1 and "maxUnavailable" not in pdb["spec"]
+    assert selector_matches(pdb["spec"]["selector"], webhook_pod(docs)["metadata"]["labels"])
+    assert not find(render(helm, values={**SIDECAR_CNPG, "sidecarInjector": {"replicaCount": 1}}),
+                    "PodDisruptionBudget")
+    pdb = one(render(helm, values={**SIDECAR_CNPG, "sidecarInjector": {
+        "pdb": {"minAvailable": None, "maxUnavailable": 1}}}), "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+    assert not find(render(helm, values={**SIDECAR_CNPG, "sidecarInjector": {"pdb": {"enabled": False}}}),
+                    "PodDisruptionBudget")
+    err = render_fails(helm, {**SIDECAR_CNPG, "sidecarInjector": {"pdb": {"minAvailable": None}}}, tmp_path)
+    assert "sidecarInjector.pdb needs minAvailable or maxUnavailable" in err
 
 
 def run_ok(*cmd, input=None):
@@ -153,17 +234,42 @@ def test_sidecar_config_reuses_the_discovery_config(helm):
                                 "config": {**SIDECAR_CNPG["config"], "kubernetes_namespace": "db",
                                            "probe_interval": "2s", "log_level": "debug"},
                                 "sidecar": {"config": {"probe_interval": "500ms"}, "drainTimeout": "40s",
-                                            "image": {"tag": "9.9.9"}}})
+                                            "image": {"tag": "9.9.9"}}, **NO_TEST})
     sc = sidecar_yaml(docs)
     assert sc["image"] == "ghcr.io/pgkeel/pgkeel:9.9.9" and sc["imagePullPolicy"] == "IfNotPresent"
     assert sc["listenAddress"] == "127.0.0.1" and sc["ports"] == {"primary": 6432, "replica": 6433, "admin": 9432}
-    assert sc["drainTimeout"] == "40s" and sc["failurePolicy"] == "Ignore"
+    assert sc["drainTimeout"] == "40s" and sc["failurePolicy"] == "Fail"
     assert sc["resources"] == {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}}
     # config's keys, sidecar.config over them, the cnpg default for the probe; never the keys a pod's
     # annotations set (the webhook refuses them there)
     assert sc["config"] == {"probe_interval": "500ms", "log_level": "debug", "log_format": "json",
                             "probe_from_secret": True}
     assert "securityContext" not in sc
+
+
+@pytest.mark.parametrize("values, expected", [
+    ({"config": {"source": "cnpg", "kubernetes_cluster": "pg-main"}}, True),
+    ({"config": {"source": "zalando", "kubernetes_cluster": "acid-main"}}, True),
+    # the helm test's cluster follows patroni, but the RBAC grants cnpg: the cnpg pods' sidecars need the Secret
+    ({"config": {"source": "patroni", "patroni_urls": ["http://p:8008"]}, "rbac": {"sources": ["cnpg"],
+                                                                                  "clusterNames": ["pg-main"]}},
+     True),
+    # probeCredentials reaches no sidecar: it does not turn the default off
+    ({"config": {"source": "cnpg", "kubernetes_cluster": "pg-main"}, "probeCredentials": {"existingSecret": "p"}},
+     True),
+    ({"config": {"source": "cnpg", "kubernetes_cluster": "pg-main", "probe_from_secret": False}}, False),
+    ({"config": {"source": "static", "candidates": ["a:5432"]}}, None),
+    ({"config": {"source": "patroni", "patroni_urls": ["http://p:8008"]}}, None),
+], ids=["cnpg", "zalando", "patroni-with-cnpg-rbac", "probeCredentials", "explicit-false", "static", "patroni"])
+def test_sidecar_probe_from_secret_default(helm, values, expected):
+    """Sidecars get `probe_from_secret: true` whenever the chart grants a cnpg or zalando cluster (the webhook drops
+    it for pods that follow patroni or static); an explicit false stays; no default without those sources."""
+    docs = render(helm, values={"mode": "sidecar-injector", **values,
+                                "test": {"credentialsSecret": {"name": "creds"}}})
+    config = sidecar_yaml(docs)["config"]
+    assert config.get("probe_from_secret") is expected, config
+    secrets = [r for r in find(docs, "Role") for r in r["rules"] if "secrets" in r["resources"]]
+    assert bool(secrets) == bool(expected), "the Secret is granted exactly when the sidecars read it"
 
 
 @pytest.fixture(scope="session")
@@ -246,7 +352,7 @@ def test_manifest_rbac_equals_the_charts(helm, source, cluster):
     """manifests/rbac-<source>.yaml grants exactly what the chart grants for the same cluster."""
     docs = manifest(f"rbac-{source}.yaml")
     chart = render(helm, values={"config": {"source": source, "kubernetes_cluster": cluster,
-                                            "kubernetes_namespace": "db"}})
+                                            "kubernetes_namespace": "db"}, **NO_TEST})
     assert rules_by_resource(one(docs, "Role")) == rules_by_resource(one(chart, "Role"))
     sa = one(docs, "ServiceAccount")
     binding = one(docs, "RoleBinding")
@@ -269,7 +375,7 @@ def test_manifest_standalone(helm, pgkeel_bin, tmp_path):
     # the same pod spec as the chart renders for the same cluster, names aside
     chart = render(helm, values={"config": {"source": "cnpg", "kubernetes_cluster": "pg-main",
                                             "kubernetes_namespace": "db", "probe_interval": "1s",
-                                            "primary_wait": "5s"}})
+                                            "primary_wait": "5s"}, **NO_TEST})
     chart_c = one(chart, "Deployment", FULL)["spec"]["template"]["spec"]["containers"][0]
     (c,) = spec["containers"]
     for key in ("command", "args", "ports", "startupProbe", "readinessProbe", "livenessProbe", "resources"):

@@ -124,10 +124,18 @@ service account, not a kubeconfig file). */}}
 {{- toJson $out }}
 {{- end }}
 
-{{/* Chart defaults for the probe's credentials: the operator's Secret for cnpg and zalando. */}}
+{{/* Chart defaults for the probe's credentials: the operator's Secret for cnpg and zalando.
+Standalone: when config.source is one of them and no probeCredentials Secret is given. Sidecars
+(which probeCredentials does not reach): when the RBAC grants cnpg or zalando, whatever the helm
+test's config.source; the webhook drops the key for pods following patroni or static. */}}
 {{- define "pgkeel.probeDefaults" -}}
 {{- $defaults := dict }}
-{{- if and (has (include "pgkeel.source" .) (list "cnpg" "zalando")) (not .Values.probeCredentials.existingSecret) }}
+{{- if eq .Values.mode "sidecar-injector" }}
+{{- $sources := include "pgkeel.rbacSources" . | fromJsonArray }}
+{{- if or (has "cnpg" $sources) (has "zalando" $sources) }}
+{{- $_ := set $defaults "probe_from_secret" true }}
+{{- end }}
+{{- else if and (has (include "pgkeel.source" .) (list "cnpg" "zalando")) (not .Values.probeCredentials.existingSecret) }}
 {{- $_ := set $defaults "probe_from_secret" true }}
 {{- end }}
 {{- toJson $defaults }}
@@ -230,7 +238,14 @@ nodeSelector:
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.affinity }}
+{{- $affinity := deepCopy (default (dict) .Values.affinity) }}
+{{- if and (eq .Values.mode "sidecar-injector") (not .Values.topologySpreadConstraints) (not $affinity.podAntiAffinity) }}
+{{- /* The webhook's replicas on different nodes when the user spreads them in no other way: a node
+that goes down then takes one replica, not all (with failurePolicy Fail, annotated pods wait on it). */ -}}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (include "pgkeel.selectorLabels" . | fromYaml)) }}
+{{- $_ := set $affinity "podAntiAffinity" (dict "preferredDuringSchedulingIgnoredDuringExecution" (list (dict "weight" 100 "podAffinityTerm" $term))) }}
+{{- end }}
+{{- with $affinity }}
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
@@ -273,4 +288,35 @@ config:
 {{- else }}
 config: {}
 {{- end }}
+{{- end }}
+
+{{/* The Secret the helm test pod logs in with; fails the render when there is none it can read. */}}
+{{- define "pgkeel.testSecret" -}}
+{{- $source := include "pgkeel.source" . }}
+{{- $cluster := .Values.config.kubernetes_cluster }}
+{{- $secret := .Values.test.credentialsSecret.name }}
+{{- if not $secret }}
+{{- if and (eq $source "cnpg") $cluster }}
+{{- $secret = printf "%s-app" $cluster }}
+{{- else if and (eq $source "zalando") $cluster }}
+{{- $secret = printf "postgres.%s.credentials.postgresql.acid.zalan.do" $cluster }}
+{{- else }}
+{{- fail "test.credentialsSecret.name is required (the Secret with the user and password the helm test logs in with), or set test.enabled=false" }}
+{{- end }}
+{{- $clusterNs := default .Release.Namespace .Values.config.kubernetes_namespace }}
+{{- if ne $clusterNs .Release.Namespace }}
+{{- fail (printf "the helm test pod cannot log in with the operator's Secret %s: it is in namespace %s (config.kubernetes_namespace), and a pod reads Secrets (secretKeyRef) of its own namespace only, the release namespace %s. Copy the Secret into namespace %s and set test.credentialsSecret.name to the copy's name, or set test.enabled=false" $secret $clusterNs .Release.Namespace .Release.Namespace) }}
+{{- end }}
+{{- end }}
+{{- $secret }}
+{{- end }}
+
+{{/* The webhook pod's terminationGracePeriodSeconds: sidecarInjector.terminationGracePeriodSeconds,
+else drainDelay + 10s. */}}
+{{- define "pgkeel.webhookGrace" -}}
+{{- $grace := .Values.sidecarInjector.terminationGracePeriodSeconds }}
+{{- if kindIs "invalid" $grace }}
+{{- $grace = add (include "pgkeel.durationSeconds" .Values.sidecarInjector.drainDelay | float64 | ceil | int64) 10 }}
+{{- end }}
+{{- int64 $grace }}
 {{- end }}

@@ -30,4 +30,17 @@
 {{- fail (printf "standalone.terminationGracePeriodSeconds (%v) must be above drain_delay + shutdown_timeout (%vs), or the kubelet kills pgkeel before its sessions finish" .Values.standalone.terminationGracePeriodSeconds $needed) }}
 {{- end }}
 {{- end }}
+{{- $injector := .Values.sidecarInjector }}
+{{- if and (eq .Values.mode "sidecar-injector") (gt (include "pgkeel.durationSeconds" $injector.drainDelay | float64) 600.0) }}
+{{- fail (printf "sidecarInjector.drainDelay (%s) is above pgkeel inject-webhook's --drain-delay limit, 10m" $injector.drainDelay) }}
+{{- end }}
+{{- if and (eq .Values.mode "sidecar-injector") (not (kindIs "invalid" $injector.terminationGracePeriodSeconds)) }}
+{{- $delay := include "pgkeel.durationSeconds" $injector.drainDelay | float64 }}
+{{- if le (float64 $injector.terminationGracePeriodSeconds) $delay }}
+{{- fail (printf "sidecarInjector.terminationGracePeriodSeconds (%v) must be above sidecarInjector.drainDelay (%vs), or the kubelet kills the webhook while it still serves its drain delay" $injector.terminationGracePeriodSeconds $delay) }}
+{{- end }}
+{{- end }}
+{{- if and (eq .Values.mode "sidecar-injector") $injector.pdb.enabled (kindIs "invalid" $injector.pdb.minAvailable) (kindIs "invalid" $injector.pdb.maxUnavailable) }}
+{{- fail "sidecarInjector.pdb needs minAvailable or maxUnavailable (or set sidecarInjector.pdb.enabled=false)" }}
+{{- end }}
 {{- end }}
