@@ -643,3 +643,34 @@ def test_dashboard_configmap(helm):
 
 
 # ---------------------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The documentation's helm commands
+
+
+def documented_installs() -> list[tuple[str, str]]:
+    """(file, command) for every `helm install ... charts/pgkeel ...` in README.md and the chart's README."""
+    found = []
+    for doc in (REPO / "README.md", CHART / "README.md"):
+        text = re.sub(r"\\\n\s*", " ", doc.read_text())
+        for line in text.splitlines():
+            line = line.split("   #")[0].split("  #")[0].strip()
+            if line.startswith("helm install ") and "charts/pgkeel" in line:
+                found.append((doc.name if doc.parent == REPO else "charts/pgkeel/README.md", line))
+    return found
+
+
+def test_documented_helm_installs_render(helm):
+    """Every `helm install` the READMEs show renders (as `helm template`, values schema and the chart's own
+    checks included): a user who copies one is not met by an error."""
+    import shlex
+
+    commands = documented_installs()
+    assert len(commands) >= 3, commands
+    for doc, command in commands:
+        args = shlex.split(command)[2:]  # after "helm install"
+        args = [a for a in args if a != "--create-namespace"]
+        args = [str(CHART) if a == "charts/pgkeel" else a for a in args]
+        proc = run_helm(helm, "template", *args, check=False)
+        assert proc.returncode == 0, f"{doc}: {command}\n{proc.stderr}"
