@@ -33,6 +33,7 @@ void answer(httplib::Response& response, const std::string& problem, const std::
 
 AdminServer::AdminServer(AdminSources sources)
     : sources_(std::move(sources)), server_(std::make_unique<httplib::Server>()) {
+  server_->set_tcp_nodelay(true);  // no 40 ms Nagle/delayed-ACK wait on multi-part answers
   route();
 }
 
