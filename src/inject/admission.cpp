@@ -169,14 +169,6 @@ std::string podName(const json& request, const json& metadata) {
   return ns.empty() ? shown : ns + "/" + shown;
 }
 
-bool readsKubernetes(const std::vector<std::string>& sourceArgs) {
-  for (std::size_t i = 0; i + 1 < sourceArgs.size(); ++i) {
-    if (sourceArgs[i] == "--source")
-      return sourceArgs[i + 1] == "cnpg" || sourceArgs[i + 1] == "zalando";
-  }
-  return false;
-}
-
 Decision decidePod(const json& request, const SidecarConfig& config, std::string& problem) {
   const json& pod = field(request, "object");
   if (!pod.is_object() || !field(pod, "metadata").is_object() || !field(pod, "spec").is_object()) {
@@ -196,7 +188,7 @@ Decision decidePod(const json& request, const SidecarConfig& config, std::string
   if (!argProblems.empty()) return refuse(argProblems, name, config);
   json tokenMount = findTokenMount(pod["spec"]);
   json container = sidecarContainer(config, args, tokenMount);
-  if (tokenMount.is_null() && readsKubernetes(asked.sourceArgs)) {
+  if (tokenMount.is_null() && asked.kubernetesSource) {
     std::string warning =
         "pgkeel sidecar: the pod mounts no service-account token, so pgkeel cannot "
         "read the cluster from the Kubernetes API and will not become ready; keep "

@@ -95,6 +95,7 @@ void readSource(SidecarRequest& request, const Annotation& source, const std::st
   if (!problem.empty()) request.problems.push_back(problemOf(source.name, problem));
   std::string ns = clusterNamespace(request, kubernetes, all, podNamespace);
   if (!request.problems.empty()) return;
+  request.kubernetesSource = kubernetes;
   addFlag(request.sourceArgs, "source", source.source);
   addFlag(request.sourceArgs, source.key, std::string(config::trim(value)));
   if (kubernetes && !ns.empty()) addFlag(request.sourceArgs, "kubernetes_namespace", ns);

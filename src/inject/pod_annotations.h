@@ -38,6 +38,7 @@ bool wantsInjection(const AnnotationMap& annotations);
 // The pgkeel flags a pod's annotations ask for, or every problem with them.
 struct SidecarRequest {
   std::vector<std::string> sourceArgs;  // --source cnpg --kubernetes-cluster pg-main ...
+  bool kubernetesSource = false;        // cnpg or zalando: reads the API with the pod's token
   std::vector<std::string> configArgs;  // from pgkeel.io/config.*: --probe-interval 500ms
   std::vector<std::string> problems;    // each names its annotation
 

@@ -61,13 +61,8 @@ json mountsIn(const json& containers) {
 
 // Keys of the sidecar config that only the Kubernetes sources read; a patroni or static pod
 // gets the rest (else pgkeel's own check would refuse its arguments).
-bool appliesToSource(const std::string& key, const std::vector<std::string>& sourceArgs) {
-  if (key != "probe_from_secret" && key != "secret_user") return true;
-  for (std::size_t i = 0; i + 1 < sourceArgs.size(); ++i) {
-    if (sourceArgs[i] == "--source")
-      return sourceArgs[i + 1] == "cnpg" || sourceArgs[i + 1] == "zalando";
-  }
-  return true;
+bool appliesToSource(const std::string& key, const SidecarRequest& request) {
+  return request.kubernetesSource || (key != "probe_from_secret" && key != "secret_user");
 }
 
 }  // namespace
@@ -78,7 +73,7 @@ std::vector<std::string> sidecarArgs(const SidecarConfig& config, const SidecarR
   addFlag(args, "listen_replica", hostPort(config.listenAddress, config.replicaPort));
   addFlag(args, "admin_listen", hostPort("0.0.0.0", config.adminPort));
   for (const auto& [key, value] : config.config) {
-    if (appliesToSource(key, request.sourceArgs)) addFlag(args, key, value);
+    if (appliesToSource(key, request)) addFlag(args, key, value);
   }
   args.insert(args.end(), request.sourceArgs.begin(), request.sourceArgs.end());
   args.insert(args.end(), request.configArgs.begin(), request.configArgs.end());
