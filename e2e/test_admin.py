@@ -244,3 +244,22 @@ def test_drain_command_usage(pgkeel_bin):
     gone = subprocess.run([pgkeel_bin, "drain", "--admin", f"127.0.0.1:{port}", "--timeout", "1s"],
                           capture_output=True, text=True, timeout=30)
     assert gone.returncode == 1 and f"no answer from 127.0.0.1:{port}" in gone.stderr, gone.stderr
+
+
+def test_reload_command(cluster, pgkeel_factory, pgkeel_bin, tmp_path):
+    """`pgkeel reload` (for kubectl exec; the image has no shell): exit 0 for a good file; exit 1 printing the
+    key and line for a bad one, which pgkeel does not apply (it keeps serving)."""
+    import subprocess
+
+    conf = tmp_path / "pgkeel.yaml"
+    conf.write_text("replica_fallback: true\n")
+    pk = pgkeel_factory(cluster, flags={"config": str(conf)})
+    reload = [pgkeel_bin, "reload", "--admin", f"127.0.0.1:{pk.admin_port}"]
+    res = subprocess.run(reload, capture_output=True, text=True, timeout=30)
+    assert (res.returncode, res.stdout) == (0, f"reloaded: 127.0.0.1:{pk.admin_port} runs the new configuration\n")
+    conf.write_text("replica_fallback: true\nprobe_timeout: soon\n")
+    res = subprocess.run(reload, capture_output=True, text=True, timeout=30)
+    assert res.returncode == 1 and "probe_timeout" in res.stderr and ":2:" in res.stderr, res.stderr
+    assert query(pk.primary_port, "select pg_is_in_recovery()") == "f"
+    counts = samples(get(pk, "/metrics")[1], "pgkeel_config_reloads_total")
+    assert counts == {'{result="success"}': 1.0, '{result="failure"}': 1.0}

@@ -1,12 +1,13 @@
-// pgkeel's entry point: a subcommand (inject-webhook, drain), or flags → config → App → run.
+// pgkeel's entry point: a subcommand (inject-webhook, drain, reload), or flags → config → App →
+// run.
 #include <spdlog/spdlog.h>
 
 #include <iostream>
 #include <string>
 #include <vector>
 
+#include "app/admin_commands.h"
 #include "app/app.h"
-#include "app/drain_command.h"
 #include "common/logging.h"
 #include "config/command_line.h"
 #include "inject/command.h"
@@ -38,5 +39,6 @@ int main(int argc, char** argv) {
   const std::vector<std::string> rest(argv + std::min(argc, 2), argv + argc);
   if (subcommand == "inject-webhook") return pgkeel::inject::runCommand(rest);
   if (subcommand == "drain") return pgkeel::app::runDrainCommand(rest);
+  if (subcommand == "reload") return pgkeel::app::runReloadCommand(rest);
   return runProxy(argc, argv);
 }
