@@ -8,6 +8,8 @@ import urllib.request
 
 import pytest
 
+from test_k8s_manifests import REPO_ROOT, run
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECK = [os.path.join(ROOT, "scripts/check-runtime-libs.py")]
 DOCKERFILE = os.path.join(ROOT, "Dockerfile")
@@ -83,3 +85,91 @@ def test_runtime_stage_serves_read_only_as_non_root(cluster, pgkeel_bin, tmp_pat
         # unshare --fork holds SIGTERM back from itself; the signal goes to pgkeel, as a container's would.
         os.kill(int(child[0]), signal.SIGTERM) if child else pk.proc.kill()
         assert pk.proc.wait(timeout=15) == 0, pk.log_tail()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The image's build context: .dockerignore (the Dockerfile's build stage does `COPY . .`)
+
+
+def dockerignore_regex(pattern: str) -> str:
+    """A .dockerignore pattern as Docker matches it (moby/patternmatcher): `*` and `?` stay within one path
+    element, `**` spans any number of them (`**/` also none), a pattern is cleaned and loses a leading `/`."""
+    pattern = os.path.normpath(pattern).lstrip("/")
+    out, i = "^", 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "*":
+            if pattern[i + 1:i + 2] == "*":
+                i += 1
+                if pattern[i + 1:i + 2] == "/":
+                    i += 1
+                out += ".*" if i + 1 >= len(pattern) else "(.*/)?"
+            else:
+                out += "[^/]*"
+        elif ch == "?":
+            out += "[^/]"
+        elif ch == "\\" and i + 1 < len(pattern):
+            i += 1
+            out += re.escape(pattern[i])
+        else:
+            out += re.escape(ch)
+        i += 1
+    return out + "$"
+
+
+def dockerignored(patterns: list[str], path: str) -> bool:
+    """Whether Docker leaves `path` out of the build context: the last pattern matching it or one of its parent
+    directories decides (`!` patterns put paths back)."""
+    parts = path.split("/")
+    candidates = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    ignored = False
+    for raw in patterns:
+        exclude = not raw.startswith("!")
+        regex = re.compile(dockerignore_regex(raw if exclude else raw[1:]))
+        if any(regex.match(c) for c in candidates):
+            ignored = exclude
+    return ignored
+
+
+def test_dockerignore_semantics():
+    """The matcher above agrees with Docker's rules on the cases the file relies on."""
+    assert dockerignored(["build*/"], "build/pgkeel") and dockerignored(["build*/"], "build-w/x/y.o")
+    assert not dockerignored(["build*/"], "src/build/x") and not dockerignored(["build*/"], "e2e/build.py")
+    assert dockerignored(["**/__pycache__"], "__pycache__/a.pyc")
+    assert dockerignored(["**/__pycache__"], "e2e/k8s/__pycache__/a.pyc")
+    assert not dockerignored(["*.md"], "charts/README.md") and dockerignored(["*.md"], "README.md")
+    assert not dockerignored(["build*/", "!build-keep"], "build-keep/x")
+
+
+def test_dockerignore_keeps_the_build_inputs():
+    """The build context leaves out the local build trees, tool downloads, caches and results, and keeps every
+    file the image build reads: the Dockerfile's COPY sources and every directory CMakeLists.txt adds outside
+    `if(PGKEEL_TESTS)` (the Dockerfile builds with -DPGKEEL_TESTS=OFF, so tests/ is not needed)."""
+    path = REPO_ROOT / ".dockerignore"
+    assert path.is_file(), "no .dockerignore: `COPY . .` sends build trees and node_modules to the daemon"
+    patterns = [line.strip() for line in path.read_text().splitlines()
+                if line.strip() and not line.strip().startswith("#")]
+    for left_out in ("build/pgkeel", "build-w/CMakeCache.txt", "build-fuzz/x/y.o", "e2e/k8s/node_modules/yaml/x.js",
+                     "e2e/k8s/bin/helm", "e2e/node/node_modules/pg/index.js", ".git/HEAD", ".git/objects/ab/cd",
+                     "__pycache__/x.pyc", "e2e/__pycache__/helm_util.cpython-311.pyc",
+                     "discovery/src/__pycache__/x.pyc", "bench/results/run-1.json"):
+        assert dockerignored(patterns, left_out), f".dockerignore keeps {left_out}"
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    assert "-DPGKEEL_TESTS=OFF" in dockerfile and "COPY . ." in dockerfile
+    needed = ["Dockerfile", "CMakeLists.txt"]
+    needed += [m.split()[0] for m in re.findall(r"^COPY\s+(?!--from)(\S+\s)", dockerfile, re.M) if m.strip() != "."]
+    cmake = (REPO_ROOT / "CMakeLists.txt").read_text()
+    depth, dirs = 0, []
+    for line in cmake.splitlines():
+        line = line.split("#")[0].strip()
+        if re.match(r"if\s*\(", line):
+            depth += 1 if "PGKEEL_TESTS" in line or depth else 0
+        elif re.match(r"endif\s*\(", line) and depth:
+            depth -= 1
+        elif (m := re.match(r"add_subdirectory\s*\(\s*([^\s)]+)", line)) and not depth:
+            dirs.append(m.group(1))
+    assert {"discovery", "src/inject"} <= set(dirs) and "tests" not in dirs, dirs
+    tracked = run(["git", "-C", REPO_ROOT, "ls-files", "--", *dirs, "src"]).stdout.split()
+    assert len(tracked) > 50, "git ls-files found too few sources"
+    for f in needed + tracked:
+        assert not dockerignored(patterns, f), f".dockerignore leaves out {f}, which the image build reads"

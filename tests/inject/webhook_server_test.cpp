@@ -6,8 +6,8 @@
 
 #include <filesystem>
 
-#include "test_certs.h"
 #include "../test_httplib.h"
+#include "test_certs.h"
 #include "test_pods.h"
 
 namespace pgkeel::inject {
