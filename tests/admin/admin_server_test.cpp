@@ -49,7 +49,11 @@ TEST(AdminServer, DrainWaitsForSessions) {
   AdminSources s = sources(std::make_shared<const discovery::RoutingTable>());
   s.draining = [&] { return draining.load(); };
   s.requestDrain = [&](bool on) { draining = on; };
-  s.sessions = [&] { return open.load(); };
+  std::atomic<int> counted{0};  // sessions() calls: a waiting drain makes one every 20 ms
+  s.sessions = [&] {
+    ++counted;
+    return open.load();
+  };
   AdminServer server(std::move(s));
   std::string error;
   ASSERT_TRUE(server.start("127.0.0.1:0", &error)) << error;
@@ -75,7 +79,11 @@ TEST(AdminServer, DrainWaitsForSessions) {
     auto drained = waiter.Post("/drain?wait_ms=20000");
     firstStatus = drained ? drained->status : -1;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // Until the first drain is in its wait loop (a count, not a sleep: the VM stalls now and then).
+  const int before = counted.load();
+  while (counted.load() < before + 3) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  // Were it to wait too, it would wait 20 s: the read timeout of 5 s makes that a failure.
+  client.set_read_timeout(std::chrono::seconds(5));
   auto second = client.Post("/drain?wait_ms=20000");
   ASSERT_TRUE(second);
   EXPECT_EQ(second->status, 503);
